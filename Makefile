@@ -1,0 +1,24 @@
+# Two entry points: `make run` (the benchmark) and `make test`. Each creates
+# the virtual environment when it is missing and installs pinned dependencies.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test venv bench-all clean
+
+run: $(STAMP)
+	$(BIN)/piu bench --out results/bench.json
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .piu results

@@ -1,0 +1,1 @@
+"""Subcommands of the ``piu`` CLI, one module per area."""

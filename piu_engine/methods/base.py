@@ -1,0 +1,97 @@
+"""The one interface every unlearning method implements.
+
+A method receives an :class:`UnlearnContext` (the model to change, the frozen
+original, the data and splits, run control) and its typed parameters, and
+returns the unlearned model. Timing, evaluation and reporting happen outside,
+identically for all methods.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from piu_engine.config import ConfigError
+from piu_engine.data.splits import UnlearningSplits
+from piu_engine.data.types import FaceDataset
+from piu_engine.presets import TrainRecipe
+from piu_engine.tensors import TensorData, index_batches, make_generator, to_index
+from piu_engine.train import Phase, RunControl
+
+
+@dataclass
+class UnlearnContext:
+    model: nn.Module  # starts as a copy of the original; the method changes it
+    original: nn.Module  # frozen original model (teacher)
+    data: TensorData
+    dataset: FaceDataset
+    splits: UnlearningSplits
+    recipe: TrainRecipe  # the original training recipe (retrain uses it)
+    new_model: Callable[[], nn.Module]  # a freshly initialised model (retrain, bad teacher)
+    control: RunControl
+    seed: int = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+    def generator(self, salt: int = 0) -> torch.Generator:
+        return make_generator(self.device, self.seed * 1000 + salt)
+
+    def indices(self, which: np.ndarray) -> torch.Tensor:
+        return to_index(which, self.device)
+
+    def phase(self, name: str, epochs: int, steps: int) -> Phase:
+        return Phase(self.control, name, epochs, steps)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    params: type  # a dataclass of hyperparameters with REFERENCE defaults
+    run: Callable[[UnlearnContext, Any], nn.Module]
+    summary: str
+
+    def make_params(self, overrides: dict[str, Any] | None = None, key: str = "params") -> Any:
+        overrides = dict(overrides or {})
+        known = {f.name: f for f in fields(self.params)}
+        for name, value in overrides.items():
+            if name not in known:
+                raise ConfigError(f"{key}.{name}: unknown parameter of {self.name} "
+                                  f"(known: {', '.join(sorted(known))})")
+            default = getattr(self.params(), name)
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                value = float(value) if ok else value
+            else:
+                ok = isinstance(value, type(default))
+            if not ok:
+                raise ConfigError(f"{key}.{name}: expected {type(default).__name__}, got {value!r}")
+            overrides[name] = value
+        params = self.params(**overrides)
+        check = getattr(params, "check", None)
+        if check:
+            problem = check()
+            if problem:
+                raise ConfigError(f"{key}: {problem}")
+        return params
+
+
+def cycle_batches(idx: torch.Tensor, batch_size: int, gen: torch.Generator):
+    """Endless shuffled batches over ``idx`` (pairs a short set with a long one)."""
+    while True:
+        yield from index_batches(idx, batch_size, True, gen)
+
+
+def positive(**values: float) -> str | None:
+    for name, value in values.items():
+        if value <= 0:
+            return f"{name} must be > 0, got {value}"
+    return None

@@ -1,0 +1,68 @@
+"""The face model: torchvision ResNet-18 from scratch, head sized to the task.
+
+Weights come only from local files; PIU never asks torchvision to download.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torchvision
+
+from piu_engine.checkpoint import load_checkpoint
+
+
+class WeightsNotFound(FileNotFoundError):
+    pass
+
+
+def build_model(num_outputs: int, device: torch.device | str = "cpu") -> nn.Module:
+    model = torchvision.models.resnet18(weights=None, num_classes=num_outputs)
+    model = model.to(device)
+    if torch.device(device).type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def load_weights(model: nn.Module, path: str | Path, strict_head: bool = True,
+                 expected_sha256: str | None = None) -> nn.Module:
+    """Load a local state dict into ``model``.
+
+    With ``strict_head=False`` a checkpoint whose classifier head has another
+    shape (an ImageNet ResNet-18, say) initialises everything but ``fc``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise WeightsNotFound(
+            f"model weights not found at {path}. PIU never downloads weights: copy a ResNet-18 "
+            "state dict (torch.save(model.state_dict(), ...)) to that path, or fix the setting "
+            "that names it (engine.init_weights in config.toml, or the command's FILE argument)."
+        )
+    state = load_checkpoint(path, expected_sha256)
+    own = model.state_dict()
+    if not strict_head:
+        state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        missing = [k for k in own if k not in state and not k.startswith("fc.")]
+        if missing:
+            raise ValueError(f"{path}: not a ResNet-18 state dict (missing {missing[:3]})")
+        model.load_state_dict(state, strict=False)
+        return model
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A copy in eval mode with no gradients: the teacher / reference model."""
+    teacher = copy.deepcopy(model)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def state_fingerprint(model: nn.Module) -> float:
+    """A cheap scalar summary of the weights, for 'did it change' checks."""
+    with torch.no_grad():
+        return float(sum(p.double().abs().sum() for p in model.parameters()))

@@ -1,0 +1,59 @@
+"""`piu bench` end to end on the tiny preset: real training, real table,
+JSON and CSV in the documented shape."""
+import csv
+import json
+
+from conftest import write_config
+
+ROW_KEYS = {"method", "seed", "test_acc", "forget_acc", "retain_acc", "unseen_acc", "mia", "mia_std",
+            "forgetting_score", "nomus", "seconds", "speedup_vs_retrain"}
+
+
+def test_bench_prints_table_and_writes_json(tmp_path, piu_cli):
+    cfg = write_config(tmp_path / "config.toml")
+    out = tmp_path / "res" / "bench.json"
+    proc = piu_cli("--config", cfg, "bench", "--preset", "tiny", "--methods", "piu-fr,retrain,finetune",
+                   "--seeds", "2", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    for word in ("original", "retrain", "piu-fr", "finetune", "NoMUS", "MIA"):
+        assert word in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["dataset"] == "synthetic" and data["preset"] == "tiny"
+    assert data["device"].startswith("cpu")
+    assert data["config"]["methods"] == ["retrain", "piu-fr", "finetune"]
+    rows = data["methods"]
+    assert [(r["method"], r["seed"]) for r in rows] == [
+        (m, s) for s in (0, 1) for m in ("original", "retrain", "piu-fr", "finetune")]
+    for r in rows:
+        assert ROW_KEYS <= set(r)
+        assert 0.0 <= r["test_acc"] <= 1.0 and 0.0 <= r["mia"] <= 1.0
+        assert abs(r["forgetting_score"] - abs(r["mia"] - 0.5)) < 1e-9
+        assert abs(r["nomus"] - (0.5 * r["test_acc"] + 0.5 * (1 - 2 * r["forgetting_score"]))) < 1e-9
+        assert r["seconds"] > 0
+    retrain = [r for r in rows if r["method"] == "retrain"]
+    assert all(r["speedup_vs_retrain"] == 1.0 for r in retrain)
+    piu = [r for r in rows if r["method"] == "piu-fr"][0]
+    assert abs(piu["speedup_vs_retrain"] - retrain[0]["seconds"] / piu["seconds"]) < 1e-6
+    with out.with_suffix(".csv").open() as fh:
+        assert len(list(csv.DictReader(fh))) == len(rows)
+
+
+def test_bench_reuses_cached_original(tmp_path, piu_cli):
+    cfg = write_config(tmp_path / "config.toml")
+    first = piu_cli("--config", cfg, "bench", "--methods", "neggrad", "--out", tmp_path / "a.json")
+    second = piu_cli("--config", cfg, "bench", "--methods", "neggrad", "--out", tmp_path / "b.json")
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    a, b = (json.loads((tmp_path / n).read_text())["methods"][0] for n in ("a.json", "b.json"))
+    assert a["method"] == "original" and a["seconds"] == b["seconds"]  # training time recorded once
+    assert a["test_acc"] == b["test_acc"]
+    assert len(list((tmp_path / "cache" / "models").glob("original-*.pt"))) == 1
+
+
+def test_bench_rejects_unknown_method_and_bad_config(tmp_path, piu_cli):
+    cfg = write_config(tmp_path / "config.toml")
+    proc = piu_cli("--config", cfg, "bench", "--methods", "piu-fr,nope")
+    assert proc.returncode == 2 and "unknown method 'nope'" in proc.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[engine]\ndevise = "cpu"\n')
+    proc = piu_cli("--config", bad, "bench")
+    assert proc.returncode == 2 and "engine.devise: unknown key" in proc.stderr

@@ -1,0 +1,88 @@
+"""Every method runs on the tiny set, changes the weights, and leaves the
+original untouched; evaluation never changes a model."""
+import copy
+
+import pytest
+import torch
+
+from piu_engine.config import ConfigError
+from piu_engine.events import Interrupted
+from piu_engine.methods import METHODS, get_method, validate_overrides
+from piu_engine.model import state_fingerprint
+
+EXPECTED = {"piu-fr", "retrain", "finetune", "cf-k", "neggrad", "advanced-neggrad", "neggrad-plus",
+            "scrub", "random-label", "bad-teacher"}
+
+
+def test_registry_has_every_method():
+    assert set(METHODS) == EXPECTED
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_method_runs_and_changes_weights(tiny_bench, name):
+    wb, splits, original = tiny_bench
+    before = copy.deepcopy(original.state_dict())
+    run = wb.run_method(name, original, splits, seed=0, overrides={"epochs": 1} if name != "retrain" else {"epochs": 1})
+    assert run.seconds > 0
+    changed = any(not torch.equal(v, run.model.state_dict()[k]) for k, v in before.items()
+                  if v.dtype.is_floating_point)
+    assert changed, f"{name} did not change the weights"
+    # The original model is never modified by a method.
+    assert all(torch.equal(v, original.state_dict()[k]) for k, v in before.items())
+
+
+def test_cf_k_freezes_early_layers(tiny_bench):
+    wb, splits, original = tiny_bench
+    run = wb.run_method("cf-k", original, splits, seed=0, overrides={"epochs": 1})
+    new, old = run.model.state_dict(), original.state_dict()
+    assert torch.equal(new["conv1.weight"], old["conv1.weight"])
+    assert torch.equal(new["layer1.0.conv1.weight"], old["layer1.0.conv1.weight"])
+    assert not torch.equal(new["fc.weight"], old["fc.weight"])
+
+
+def test_evaluation_does_not_change_the_model(tiny_bench):
+    wb, splits, original = tiny_bench
+    original.train()
+    before = copy.deepcopy(original.state_dict())
+    fp = state_fingerprint(original)
+    wb.evaluate(original, splits)
+    assert original.training, "evaluation must restore the model's mode"
+    for k, v in before.items():  # BatchNorm running stats included
+        assert torch.equal(v, original.state_dict()[k]), k
+    assert state_fingerprint(original) == fp
+
+
+def test_unknown_parameters_and_methods_are_rejected():
+    with pytest.raises(ConfigError, match="params.lrr: unknown parameter of piu-fr"):
+        validate_overrides("piu-fr", {"lrr": 0.1})
+    with pytest.raises(ConfigError, match="expected float"):
+        validate_overrides("scrub", {"lr": "fast"})
+    with pytest.raises(ConfigError, match="unknown method 'forget-it'"):
+        get_method("forget-it")
+    assert validate_overrides("piu-fr", {"lr": 1}).lr == 1.0
+
+
+def test_stop_request_interrupts_at_a_step_boundary(tiny_bench):
+    wb, splits, original = tiny_bench
+    steps = []
+
+    def stop_after_two():
+        steps.append(1)
+        return len(steps) > 2
+
+    wb.control.should_stop = stop_after_two
+    try:
+        with pytest.raises(Interrupted):
+            wb.run_method("finetune", original, splits, seed=0)
+    finally:
+        from piu_engine.events import never_stop
+
+        wb.control.should_stop = never_stop
+
+
+def test_same_seed_same_result(tiny_bench):
+    wb, splits, original = tiny_bench
+    a = wb.run_method("neggrad", original, splits, seed=3, overrides={"epochs": 1})
+    b = wb.run_method("neggrad", original, splits, seed=3, overrides={"epochs": 1})
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k]), k

@@ -1,0 +1,40 @@
+"""The benchmark's metrics behave as REFERENCE section 3 defines them."""
+import numpy as np
+import pytest
+
+from piu_engine.metrics import forgetting_score, mia, nomus
+
+
+def test_mia_is_chance_on_identical_loss_distributions():
+    rng = np.random.default_rng(0)
+    value, std = mia(rng.exponential(1.0, 2000), rng.exponential(1.0, 2000))
+    assert abs(value - 0.5) < 0.05
+    assert std >= 0
+
+
+def test_mia_is_perfect_on_separated_losses():
+    rng = np.random.default_rng(1)
+    value, _ = mia(rng.uniform(0.0, 0.1, 300), rng.uniform(2.0, 3.0, 300))
+    assert value > 0.98
+
+
+def test_mia_cuts_the_larger_side_to_the_smaller():
+    rng = np.random.default_rng(2)
+    # 50 members vs 5000 non-members of the same distribution: still chance.
+    value, _ = mia(rng.normal(1, 0.3, 50), rng.normal(1, 0.3, 5000))
+    assert abs(value - 0.5) < 0.15
+
+
+def test_mia_too_few_samples_is_nan():
+    value, _ = mia(np.array([0.1, 0.2]), np.array([0.3, 0.4]))
+    assert value != value
+
+
+def test_forgetting_score_and_nomus_arithmetic():
+    assert forgetting_score(0.62) == pytest.approx(0.12)
+    assert forgetting_score(0.38) == pytest.approx(0.12)
+    # REFERENCE section 6, MUFAC retrain: 0.496 / 0.036 / 0.712
+    assert nomus(0.496, 0.036) == pytest.approx(0.712, abs=1e-3)
+    assert nomus(1.0, 0.0) == 1.0
+    assert nomus(0.0, 0.5) == 0.0
+    assert nomus(0.8, 0.1, lam=1.0) == pytest.approx(0.8)
