@@ -72,13 +72,14 @@ def _soft(sdf: torch.Tensor, sharp: float) -> torch.Tensor:
 
 
 def _render(ident: dict, photo: dict, who: np.ndarray, size: int, gen: torch.Generator) -> torch.Tensor:
-    """Draw a batch of faces as float [M, 3, size, size] in [0, 1]."""
+    """Draw a batch of faces as float [M, 3, size, size] in [0, 1] on ``gen``'s device."""
     big = size * 2
-    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    dev = gen.device
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32, device=dev)  # noqa: E731
     pi = {k: t(v[who]) for k, v in ident.items()}
     ph = {k: t(v) for k, v in photo.items() if k != "label"}
     m = len(who)
-    lin = torch.linspace(-1, 1, big)
+    lin = torch.linspace(-1, 1, big, device=dev)
     v0, u0 = torch.meshgrid(lin, lin, indexing="ij")
     u0, v0 = u0[None].expand(m, -1, -1), v0[None].expand(m, -1, -1)
     col = lambda x: x[:, :, None, None]  # noqa: E731
@@ -121,7 +122,7 @@ def _render(ident: dict, photo: dict, who: np.ndarray, size: int, gen: torch.Gen
         ex = side * sc(pi["eye_dx"])
         er = sc(pi["eye_r"])
         eye = torch.sqrt(((u - ex) / er) ** 2 + ((v - eye_y) / (er * sc(ph["open"]) * 0.7)) ** 2) - 1
-        paint(_soft(eye, sharp), torch.ones(m, 3, 1, 1) * 0.95)
+        paint(_soft(eye, sharp), torch.full((m, 3, 1, 1), 0.95, device=dev))
         iris = torch.sqrt((u - ex) ** 2 + (v - eye_y) ** 2) - er * 0.55
         paint(_soft(iris, sharp) * _soft(eye, sharp), col(pi["iris"]))
         brow = torch.maximum((u - ex).abs() - er * 1.2, (v - eye_y + er * 1.6).abs() - sc(pi["brow_w"]))
@@ -132,31 +133,33 @@ def _render(ident: dict, photo: dict, who: np.ndarray, size: int, gen: torch.Gen
     mw, my = sc(pi["mouth_w"]), fy + sc(pi["mouth_y"])
     curve = v - my + sc(ph["smile"]) * 0.12 * (1 - (u / mw) ** 2)
     mouth = torch.maximum(curve.abs() - 0.025, u.abs() - mw)
-    paint(_soft(mouth, sharp), torch.tensor([0.55, 0.12, 0.15])[None, :, None, None])
+    paint(_soft(mouth, sharp), torch.tensor([0.55, 0.12, 0.15], device=dev)[None, :, None, None])
 
     # Light and sensor noise.
     light = sc(ph["light"]) * (1 + 0.2 * (sc(ph["light_dir"][:, 0]) * u0 + sc(ph["light_dir"][:, 1]) * v0))
     img = img * light[:, None]
     img = F.avg_pool2d(img, 2)
-    img = img + torch.randn(img.shape, generator=gen) * ph["noise"][:, None, None, None]
+    img = img + torch.randn(img.shape, generator=gen, device=dev) * ph["noise"][:, None, None, None]
     return img.clamp(0, 1)
 
 
 def generate(train_ids: int, test_ids: int, unseen_ids: int, photos: int, size: int,
-             seed: int = 0, name: str = "synthetic") -> FaceDataset:
-    """Deterministic: the same arguments always give the same pixels."""
+             seed: int = 0, name: str = "synthetic", device: str = "cpu") -> FaceDataset:
+    """Deterministic: the same arguments on the same kind of device give the
+    same pixels. Large sets render on the GPU when one is given."""
     rng = np.random.default_rng(seed)
     n_ids = train_ids + test_ids + unseen_ids
     ident = _identity_params(rng, n_ids)
     who = np.repeat(np.arange(n_ids), photos)
     photo = _photo_params(rng, ident, who)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
     chunks = []
-    for start in range(0, len(who), 256):
-        sl = slice(start, start + 256)
+    step = 256 if device == "cpu" else 2048
+    for start in range(0, len(who), step):
+        sl = slice(start, start + step)
         part = {k: v[sl] for k, v in photo.items()}
-        chunks.append(_render(ident, part, who[sl], size, gen))
-    images = (torch.cat(chunks) * 255).round().to(torch.uint8)
+        chunks.append((_render(ident, part, who[sl], size, gen) * 255).round().to(torch.uint8).cpu())
+    images = torch.cat(chunks)
     split_of = np.array([Split.TRAIN.value] * train_ids + [Split.TEST.value] * test_ids
                         + [Split.UNSEEN.value] * unseen_ids, dtype=object)
     width = max(4, int(math.log10(max(n_ids, 1))) + 1)
@@ -171,5 +174,6 @@ def generate(train_ids: int, test_ids: int, unseen_ids: int, photos: int, size: 
 
 def load(cfg: DatasetConfig, preset: Preset, cache_dir=None) -> FaceDataset:
     s = preset.synthetic
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     return generate(s.train_identities, s.test_identities, s.unseen_identities, s.photos_per_identity,
-                    cfg.image_size or s.image_size, seed=cfg.seed)
+                    cfg.image_size or s.image_size, seed=cfg.seed, device=device)

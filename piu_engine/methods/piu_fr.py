@@ -38,7 +38,7 @@ class PiuFrParams:
     early_stop: bool = False  # stop stage 1 once MIA(forget vs unseen-unlearn) ~ 0.5
     early_stop_tolerance: float = 0.03
     early_stop_every: int = 2  # steps between checks
-    freeze_bn: bool = False  # keep BatchNorm statistics of the original during stage 1
+    freeze_bn: bool = True  # keep the original BatchNorm statistics during stage 1
 
     def check(self):
         if self.early_stop_tolerance < 0:

@@ -1,0 +1,104 @@
+"""Training-step throughput: PIU's loop against a bare PyTorch loop.
+
+Both train the same ResNet-18 with the same batch size on the same images
+already in memory. PIU's loop adds what the product really does per step:
+index-gather from the uint8 store, conversion, on-device augmentation. Target:
+at least 90% of bare. Prints a table; --json writes the numbers.
+
+    python benchmarks/throughput.py [--size 32] [--batch 64] [--steps 30] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import _common  # noqa: F401  (puts the repo on sys.path)
+import torch
+
+from piu_engine.data.synthetic import generate
+from piu_engine.data.types import Task
+from piu_engine.losses import task_loss
+from piu_engine.model import build_model
+from piu_engine.tensors import TensorData, index_batches, make_generator, to_index
+
+
+def timed(fn, steps: int, device) -> float:
+    fn(3)  # warm-up: kernel selection, allocator
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn(steps)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--images", type=int, default=1024)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    amp = device.type == "cuda"
+    ds = generate(args.images // 8, 0, 1, 8, args.size, seed=0)
+    data = TensorData.from_dataset(ds, device)
+    x_bare = data.images.float().div(255)
+    if data.channels_last:
+        x_bare = x_bare.contiguous(memory_format=torch.channels_last)
+    y_bare = data.labels
+    idx_all = to_index(range(len(ds)), device)
+
+    def make_step():
+        torch.manual_seed(0)
+        model = build_model(ds.num_outputs, device)
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+        def step(x, y):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                loss = task_loss(model(x), y, Task.MULTICLASS)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step
+
+    def bare(steps: int) -> None:
+        step = make_step()
+        g = torch.Generator(device=device).manual_seed(0)
+        for _ in range(steps):
+            b = torch.randint(0, len(ds), (args.batch,), generator=g, device=device)
+            step(x_bare[b], y_bare[b])
+
+    def piu(steps: int) -> None:
+        step = make_step()
+        gen = make_generator(device, 0)
+        batches = iter(())
+        for _ in range(steps):
+            b = next(batches, None)
+            if b is None or len(b) < args.batch:
+                batches = index_batches(idx_all, args.batch, True, gen)
+                b = next(batches)
+            x, y = data.batch(b, augment=True, gen=gen)
+            step(x, y)
+
+    rows, results = [], {}
+    bare_t = min(timed(bare, args.steps, device) for _ in range(args.repeats))
+    piu_t = min(timed(piu, args.steps, device) for _ in range(args.repeats))
+    for name, t in (("bare PyTorch (no augmentation)", bare_t), ("PIU loop (store + augmentation)", piu_t)):
+        ips = args.steps * args.batch / t
+        results[name] = ips
+        rows.append([name, f"{ips:.0f}", f"{ips / (args.steps * args.batch / bare_t):.2f}"])
+    _common.print_table(["loop", "images/s", "vs bare"], rows,
+                        f"Training throughput, ResNet-18, {args.size}px, batch {args.batch}, {device} "
+                        f"({_common.machine()})")
+    _common.write_json(args.json, {"device": str(device), "machine": _common.machine(), "size": args.size,
+                                   "batch": args.batch, "steps": args.steps, "images_per_second": results,
+                                   "ratio": piu_t and bare_t / piu_t})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Unlearning quality and speed: every method over several seeds.
+
+Runs the same benchmark as `piu bench` (synthetic default preset unless told
+otherwise) for N seeds, adds PIU-FR with early stopping as its own row, and
+prints mean ± std of test acc, forget acc, MIA, NoMUS, seconds and speed-up
+against retrain. Targets: PIU-FR's NoMUS at or above retrain's, in at most
+10% of retrain's wall-clock.
+
+    python benchmarks/unlearning.py [--preset default] [--seeds 3] [--methods ...] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+from dataclasses import replace
+
+import _common
+
+from piu_engine.bench import run_bench
+from piu_engine.config import load_config
+
+KEYS = ("test_acc", "forget_acc", "mia", "nomus", "seconds", "speedup_vs_retrain")
+EARLY = "piu-fr+early-stop"
+
+
+def summarize(rows: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        out[method] = {}
+        for k in KEYS:
+            vals = [r[k] for r in mine if r.get(k) is not None]
+            if vals:
+                out[method][k] = (statistics.fmean(vals), statistics.pstdev(vals) if len(vals) > 1 else 0.0)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(_common.ROOT / "config.toml"))
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--dataset", default="synthetic")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--methods", default="")
+    ap.add_argument("--no-early-stop", action="store_true", help="skip the PIU-FR early-stopping row")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    cfg = load_config(args.config)
+    methods = [m for m in args.methods.split(",") if m] or list(cfg.bench.methods)
+    result = run_bench(cfg, args.dataset, args.preset, methods, args.seeds)
+    rows = list(result.methods)
+    if not args.no_early_stop and "piu-fr" in methods:
+        early_cfg = replace(cfg, methods={**cfg.methods, "piu-fr": {**cfg.methods.get("piu-fr", {}),
+                                                                   "early_stop": True}})
+        early = run_bench(early_cfg, args.dataset, args.preset, ["piu-fr"], args.seeds)
+        # Speed-up against the retrain of the main run (same seeds, same machine).
+        retrain = {r["seed"]: r["seconds"] for r in rows if r["method"] == "retrain"}
+        for r in early.methods:
+            if r["method"] == "piu-fr":
+                r = {**r, "method": EARLY}
+                if r["seed"] in retrain:
+                    r["speedup_vs_retrain"] = retrain[r["seed"]] / r["seconds"]
+                rows.append(r)
+    summary = summarize(rows)
+    table = []
+    for method, stats in summary.items():
+        cell = lambda k, f="{:.3f}": ("-" if k not in stats else  # noqa: E731
+                                      f"{f.format(stats[k][0])} ± {f.format(stats[k][1])}")
+        share = (f"{100 / stats['speedup_vs_retrain'][0]:.0f}%" if "speedup_vs_retrain" in stats else "-")
+        table.append([method, cell("test_acc"), cell("forget_acc"), cell("mia"), cell("nomus"),
+                      cell("seconds", "{:.1f}"), cell("speedup_vs_retrain", "{:.1f}"), share])
+    _common.print_table(["method", "test acc", "forget acc", "MIA", "NoMUS", "seconds", "x vs retrain",
+                         "% of retrain time"], table,
+                        f"Unlearning benchmark: {args.dataset} / {result.preset} / {args.seeds} seeds / "
+                        f"{result.device} ({_common.machine()})")
+    piu, retrain = summary.get("piu-fr", {}), summary.get("retrain", {})
+    if piu and retrain:
+        print(f"target NoMUS(piu-fr) >= NoMUS(retrain): {piu['nomus'][0]:.3f} vs {retrain['nomus'][0]:.3f} -> "
+              f"{'met' if piu['nomus'][0] >= retrain['nomus'][0] else 'NOT met'}")
+        share = piu["seconds"][0] / retrain["seconds"][0]
+        print(f"target time <= 10% of retrain: {100 * share:.0f}% -> {'met' if share <= 0.10 else 'NOT met'}")
+    _common.write_json(args.json, {"machine": _common.machine(), "device": result.device,
+                                   "preset": result.preset, "seeds": args.seeds, "rows": rows,
+                                   "summary": {m: {k: list(v) for k, v in s.items()} for m, s in summary.items()}})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,472 @@
+"""Service commands: workspace, models, manifests, the daemon and its queue.
+
+``piu init``, ``piu train``, ``piu model import|list``, ``piu validate``,
+``piu submit``, ``piu daemon``, ``piu batch``, ``piu status``,
+``piu jobs show``, ``piu cancel``, ``piu retry``, ``piu identities``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from piu_engine.config import ConfigError, load_config
+
+
+def _cmd_error(msg: str) -> Exception:
+    from piu_engine.cli import CommandError
+
+    return CommandError(msg)
+
+
+def _workspace(args):
+    from piu_engine.service.workspace import Workspace
+
+    return Workspace.from_config(load_config(args.config))
+
+
+def _print_json(obj: Any) -> None:
+    from piu_engine.service.state import dumps
+
+    print(json.dumps(json.loads(dumps(obj)), indent=2, sort_keys=True))
+
+
+def _reader(ws):
+    from piu_engine.service.state import StateMissing, StateReader
+
+    try:
+        return StateReader(ws.db_path)
+    except StateMissing:
+        return None
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+# ------------------------------------------------------------------ init
+def cmd_init(args) -> int:
+    from piu_engine.service.workspace import init_workspace
+
+    try:
+        config = init_workspace(Path(args.dir), args.preset, force=args.force)
+    except (FileExistsError, ValueError) as exc:
+        raise _cmd_error(str(exc)) from None
+    print(f"workspace ready: {config}")
+    print(f"next: cd {args.dir} && piu train && piu daemon   (then drop manifests into jobs/)")
+    return 0
+
+
+# ------------------------------------------------------------------ models
+def _direct_ops(ws):
+    """Handler applying control operations directly (the caller holds the lock)."""
+    from piu_engine.service.daemon import Operations
+    from piu_engine.service.registry import Registry
+    from piu_engine.service.state import StateStore
+
+    def handle(op: str, op_args: dict[str, Any]) -> dict[str, Any]:
+        ws.ensure()
+        store = StateStore(ws.db_path)
+        try:
+            ops = Operations(ws, store, Registry(ws.models_dir).ensure(), ws.spool().ensure())
+            return ops.handle(op, op_args)
+        finally:
+            store.close()
+
+    return handle
+
+
+def _control(ws, op: str, op_args: dict[str, Any]) -> dict[str, Any]:
+    from piu_engine.service import control
+
+    try:
+        reply = control.call(ws, op, op_args, _direct_ops(ws))
+    except control.ControlError as exc:
+        raise _cmd_error(str(exc)) from None
+    if not reply.get("ok"):
+        raise _cmd_error(reply.get("message", "failed"))
+    return reply
+
+
+def _register(ws, dataset: str, data_path: Path, sha: str, source: str, metrics: dict) -> dict[str, Any]:
+    try:
+        return _control(ws, "register", {"dataset": dataset, "file": data_path.name, "sha256": sha,
+                                         "source": source, "metrics": metrics})
+    finally:
+        data_path.unlink(missing_ok=True)
+
+
+def _check_no_model(ws, dataset: str) -> None:
+    reader = _reader(ws)
+    if reader is None:
+        return
+    with reader:
+        cur = reader.current_version(dataset)
+    if cur is not None:
+        raise _cmd_error(f"dataset {dataset!r} already has models (current version {cur.version}); "
+                         f"version 0 is registered once per dataset")
+
+
+def cmd_train(args) -> int:
+    import os
+
+    from piu_engine.checkpoint import save_checkpoint
+    from piu_engine.forget import train_original
+    from piu_engine.service.registry import Registry
+
+    ws = _workspace(args)
+    dataset = args.dataset or ws.cfg.bench.dataset
+    ws.cfg.dataset(dataset)
+    _check_no_model(ws, dataset)
+    ws.ensure()
+    preset = args.preset or ws.preset
+
+    def on_event(ev) -> None:
+        if ev.steps and ev.step == ev.steps or ev.message:
+            loss = f" loss {ev.loss:.4f}" if ev.loss is not None else ""
+            print(f"  {ev.phase} epoch {ev.epoch}/{ev.epochs}{loss} {ev.message}".rstrip(), file=sys.stderr)
+
+    print(f"training the original model on {dataset!r} (preset {preset})", file=sys.stderr)
+    trained = train_original(ws.cfg, dataset, preset, on_event=on_event)
+    reg = Registry(ws.models_dir).ensure()
+    staged = reg.incoming / f"train-{dataset}-{os.getpid()}.pt"
+    sha = save_checkpoint(trained.state_dict, staged)
+    reply = _register(ws, dataset, staged, sha, "train", dict(trained.metrics, seconds=trained.seconds))
+    print(reply["message"])
+    m = trained.metrics
+    print("  " + "  ".join(f"{k} {m[k]:.4f}" for k in ("test_acc", "mia", "nomus") if isinstance(m.get(k), float)))
+    return 0
+
+
+def cmd_model_import(args) -> int:
+    import hashlib
+
+    from piu_engine.checkpoint import atomic_write_bytes, load_checkpoint
+    from piu_engine.service.registry import Registry
+
+    ws = _workspace(args)
+    dataset = args.dataset or ws.cfg.bench.dataset
+    ws.cfg.dataset(dataset)
+    _check_no_model(ws, dataset)
+    src = Path(args.file)
+    if not src.is_file():
+        raise _cmd_error(f"{src}: no such file")
+    try:
+        load_checkpoint(src)  # weights_only=True: refuses pickled code
+    except Exception as exc:  # noqa: BLE001
+        raise _cmd_error(f"{src}: not a loadable state dict of tensors (weights_only): {exc}") from None
+    data = src.read_bytes()
+    ws.ensure()
+    staged = Registry(ws.models_dir).ensure().incoming / f"import-{dataset}-{hashlib.sha256(data).hexdigest()[:12]}.pt"
+    atomic_write_bytes(staged, data)
+    reply = _register(ws, dataset, staged, hashlib.sha256(data).hexdigest(), "import", {})
+    print(reply["message"])
+    return 0
+
+
+def cmd_model_list(args) -> int:
+    ws = _workspace(args)
+    reader = _reader(ws)
+    rows = []
+    if reader is not None:
+        with reader:
+            rows = reader.versions(args.dataset)
+    if args.json:
+        _print_json([r.__dict__ for r in rows])
+        return 0
+    if not rows:
+        print("no models yet: run `piu train` or `piu model import FILE`")
+        return 0
+    print(f"{'dataset':<12} {'ver':>4} {'parent':>6} {'source':<7} {'forgotten':>9}  {'created':<19}  sha256")
+    for r in rows:
+        mark = " *" if r.current else (" (file pruned)" if r.pruned else "")
+        print(f"{r.dataset:<12} {r.version:>4} {'-' if r.parent is None else r.parent:>6} {r.source:<7} "
+              f"{len(r.forgotten):>9}  {_when(r.created_at):<19}  {r.sha256[:16]}{mark}")
+    print("* = current")
+    return 0
+
+
+# ------------------------------------------------------------------ manifests
+def _check_file(ws, path: Path):
+    from piu_engine.service.manifest import IdentityCache, ManifestError, load_manifest
+
+    s = ws.settings
+    try:
+        manifest, data = load_manifest(path, ws.cfg, IdentityCache(ws.cfg, ws.preset), s.max_manifest_bytes,
+                                       s.max_forget_share)
+    except ManifestError as exc:
+        return None, exc.problems
+    reader = _reader(ws)
+    if reader is not None:
+        with reader:
+            seen = reader.job(manifest.request_id)
+        if seen is not None and seen.id == manifest.request_id:
+            return manifest, [f"request_id {manifest.request_id!r} was received before (job is {seen.state}); "
+                              f"the service would reject it as a duplicate"]
+    return manifest, []
+
+
+def cmd_validate(args) -> int:
+    ws = _workspace(args)
+    manifest, problems = _check_file(ws, Path(args.file))
+    if args.json:
+        _print_json({"file": args.file, "valid": not problems, "problems": problems,
+                     "manifest": manifest.to_dict() if manifest else None})
+    elif problems:
+        print(f"{args.file}: INVALID")
+        for p in problems:
+            print(f"  - {p}")
+    else:
+        print(f"{args.file}: valid; request_id {manifest.request_id}, {len(manifest.identities)} identities, "
+              f"dataset {manifest.dataset}, method {manifest.method}")
+    return 0 if not problems else 1
+
+
+def cmd_submit(args) -> int:
+    ws = _workspace(args)
+    manifest, problems = _check_file(ws, Path(args.file))
+    if problems:
+        print(f"{args.file}: not submitted", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+        return 1
+    data = Path(args.file).read_bytes()
+    if manifest.id_derived:  # pin the derived id so the daemon sees the same request_id
+        doc = json.loads(data)
+        doc["request_id"] = manifest.request_id
+        data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    ws.ensure()
+    try:
+        dst = ws.spool().submit(f"{manifest.request_id}.json", data)
+    except FileExistsError as exc:
+        raise _cmd_error(f"{exc}: request {manifest.request_id} is already waiting") from None
+    print(f"submitted {manifest.request_id} -> {dst}")
+    return 0
+
+
+# ------------------------------------------------------------------ service
+def cmd_daemon(args) -> int:
+    from piu_engine.service.daemon import EXIT_BUSY, run_service
+    from piu_engine.service.workspace import WorkspaceBusy
+
+    cfg = load_config(args.config)
+    try:
+        return run_service(cfg, mode=args.command, polling=True if args.polling else None)
+    except WorkspaceBusy as exc:
+        print(f"piu {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+
+
+def _job_line(j) -> str:
+    prog = ""
+    if j.state == "running":
+        prog = f"{j.phase or ''} {100 * (j.progress or 0):.0f}%".strip()
+    m = j.metrics or {}
+    mia = f"mia {m['mia']:.3f}" if isinstance(m.get("mia"), (int, float)) else ""
+    acc = f"acc {m['test_acc']:.3f}" if isinstance(m.get("test_acc"), (int, float)) else ""
+    ver = f"v{j.version}" if j.version is not None else ""
+    err = (j.error or "").splitlines()[0][:70] if j.state in ("failed", "rejected", "cancelled") and j.error else ""
+    return (f"{j.id[:30]:<30} {j.state:<9} {len(j.identities):>4} {j.method or '-':<10} {ver:>5} "
+            f"{acc:<10} {mia:<10} {prog}{err}")
+
+
+def cmd_status(args) -> int:
+    ws = _workspace(args)
+    reader = _reader(ws)
+    if reader is None:
+        if args.json:
+            _print_json({"daemon": None, "models": [], "counts": {}, "jobs": []})
+        else:
+            print(f"no service state yet at {ws.db_path}; start `piu daemon` or run `piu batch`")
+        return 0
+    with reader:
+        hb = reader.heartbeat()
+        models = [v for v in reader.versions() if v.current]
+        counts = reader.counts()
+        jobs = reader.jobs()
+    if args.json:
+        _print_json({
+            "daemon": None if hb is None else dict(hb.__dict__, alive=hb.alive()),
+            "models": [{"dataset": v.dataset, "version": v.version, "sha256": v.sha256,
+                        "forgotten": len(v.forgotten)} for v in models],
+            "counts": counts,
+            "jobs": [j.summary() for j in jobs],
+        })
+        return 0
+    if hb is None:
+        print("service: never started")
+    else:
+        alive = "running" if hb.alive() else f"not running (last seen {_when(hb.updated_at)})"
+        print(f"service: {alive}; piu {hb.mode} pid {hb.pid} on {hb.host}, device {hb.device}")
+    for v in models:
+        print(f"model: {v.dataset} version {v.version} ({len(v.forgotten)} identities forgotten), "
+              f"sha256 {v.sha256[:16]}")
+    print("jobs: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n) or "none"))
+    shown = jobs if args.all else [j for j in jobs if j.state in ("queued", "running")] + \
+        [j for j in jobs if j.state not in ("queued", "running")][-20:]
+    if shown:
+        print(f"\n{'id':<30} {'state':<9} {'ids':>4} {'method':<10} {'model':>5} {'test':<10} {'MIA':<10} progress")
+        for j in shown:
+            print(_job_line(j))
+    return 0
+
+
+def cmd_jobs_show(args) -> int:
+    ws = _workspace(args)
+    reader = _reader(ws)
+    job = None
+    if reader is not None:
+        with reader:
+            job = reader.job(args.id)
+            idents = reader.job_identities(job.id) if job else []
+            events = reader.events(job.batch_id, limit=100000)[-10:] if job and job.batch_id else []
+    if job is None:
+        raise _cmd_error(f"no job {args.id!r}")
+    if args.json:
+        d = dict(job.__dict__, identities_detail=idents, recent_events=[e.__dict__ for e in events])
+        _print_json(d)
+        return 0
+    report = Path(job.report_dir) / "report.txt" if job.report_dir else None
+    if report is not None and report.exists():
+        print(report.read_text("utf-8"), end="")
+        return 0
+    print(f"job {job.id}: {job.state} (attempt {job.attempts})")
+    if job.state == "rejected":
+        print(f"  file {job.file_name} -> {ws.jobs_dir / 'rejected'}, received {_when(job.created_at)}")
+        print("  error: " + (job.error or "").replace("\n", "\n    "))
+        return 0
+    print(f"  dataset {job.dataset}, method {job.method}, params {json.dumps(job.params)}")
+    print(f"  requested by {job.requested_by or '-'}: {job.reason or '-'}")
+    print(f"  received {_when(job.created_at)}, started {_when(job.started_at)}")
+    for i in idents:
+        print(f"  - {i['identity']}: {i['images']} images, {i['status']}")
+    if job.state == "running":
+        print(f"  progress: {job.phase} {100 * (job.progress or 0):.0f}%")
+        for e in events:
+            loss = f" loss {e.loss:.4f}" if e.loss is not None else ""
+            print(f"    {_when(e.ts)} {e.phase} epoch {e.epoch}/{e.epochs} step {e.step}/{e.steps}{loss} {e.message}")
+    if job.error:
+        print("  error: " + job.error.replace("\n", "\n    "))
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    reply = _control(_workspace(args), "cancel", {"id": args.id})
+    print(reply["message"])
+    return 0
+
+
+def cmd_retry(args) -> int:
+    reply = _control(_workspace(args), "retry", {"id": args.id})
+    print(reply["message"])
+    return 0
+
+
+def cmd_identities(args) -> int:
+    ws = _workspace(args)
+    dataset = args.dataset or ws.cfg.bench.dataset
+    ws.cfg.dataset(dataset)
+    reader = _reader(ws)
+    rows = []
+    if reader is not None:
+        with reader:
+            rows = reader.identities(dataset, forgotten_only=args.forgotten)
+    if not rows and not args.forgotten:  # the daemon has not read this dataset yet
+        from piu_engine.forget import describe_dataset
+        from piu_engine.service.state import IdentityRow
+
+        info = describe_dataset(ws.cfg, dataset, ws.preset)
+        rows = [IdentityRow(dataset, i, info.images_per_identity.get(i), "present", None, None, None)
+                for i in info.train_identities]
+    if args.json:
+        _print_json([r.__dict__ for r in rows])
+        return 0
+    for r in rows:
+        extra = f"  in v{r.version} by {r.job_id} on {_when(r.forgotten_at)}" if r.state == "forgotten" else ""
+        print(f"{r.identity:<24} {r.images if r.images is not None else '?':>5} images  {r.state}{extra}")
+    if not rows:
+        print("no identities forgotten yet" if args.forgotten else "no identities")
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+def _private(func):
+    """Files this command creates are readable by the service's user and group only."""
+
+    def wrapped(args):
+        import os
+
+        from piu_engine.service.fsutil import UMASK
+
+        os.umask(UMASK)
+        return func(args)
+
+    return wrapped
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("init", help="create a ready workspace (config.toml, jobs/, state and model folders)")
+    p.add_argument("dir")
+    p.add_argument("--preset", choices=("tiny", "default"), default="default")
+    p.add_argument("--force", action="store_true", help="overwrite an existing config.toml")
+    p.set_defaults(func=_private(cmd_init))
+
+    p = sub.add_parser("train", help="train the original model (version 0) of a dataset")
+    p.add_argument("--dataset", default="", help="configured dataset (default: bench.dataset)")
+    p.add_argument("--preset", default="", help="scale preset (default: service.preset, else bench.preset)")
+    p.set_defaults(func=_private(cmd_train))
+
+    p = sub.add_parser("model", help="model registry: import a checkpoint, list versions")
+    msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    q = msub.add_parser("import", help="register your own checkpoint (a state dict) as version 0")
+    q.add_argument("file")
+    q.add_argument("--dataset", default="")
+    q.set_defaults(func=_private(cmd_model_import))
+    q = msub.add_parser("list", help="list model versions")
+    q.add_argument("--dataset", default=None)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_model_list)
+
+    p = sub.add_parser("validate", help="check a forget-request manifest without submitting it")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("submit", help="validate a manifest and drop it into jobs/ atomically")
+    p.add_argument("file")
+    p.set_defaults(func=_private(cmd_submit))
+
+    for name, text in (("daemon", "run the forget-request service in the foreground (for systemd)"),
+                       ("batch", "process every pending request, then exit (0 = all succeeded; for cron)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--polling", action="store_true", help="poll jobs/ (network filesystems)")
+        p.set_defaults(func=cmd_daemon)
+
+    p = sub.add_parser("status", help="service, models and jobs")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--all", action="store_true", help="list every job, not only the recent ones")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("jobs", help="inspect jobs")
+    jsub = p.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    q = jsub.add_parser("show", help="one job: its report, or its progress while it runs")
+    q.add_argument("id")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_jobs_show)
+
+    p = sub.add_parser("cancel", help="cancel a queued or running job")
+    p.add_argument("id")
+    p.set_defaults(func=_private(cmd_cancel))
+
+    p = sub.add_parser("retry", help="queue a failed or cancelled job again")
+    p.add_argument("id")
+    p.set_defaults(func=_private(cmd_retry))
+
+    p = sub.add_parser("identities", help="training identities and whether they were forgotten")
+    p.add_argument("--dataset", default="")
+    p.add_argument("--forgotten", action="store_true", help="only identities already forgotten")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_identities)

@@ -1,0 +1,157 @@
+"""Per-job reports a privacy officer can file: ``report.json`` and ``report.txt``.
+
+A report says who asked and why, which identities (with image counts) and
+what became of each, the method and its parameters, the metrics of the
+parent and of the new model with the number of samples each figure rests
+on, the gate's decision, baselines when asked, times, and the model version
+with its SHA-256.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Any
+
+import piu_engine
+from piu_engine.service.state import JobRow, VersionRow, dumps
+
+REPORT_VERSION = 1
+METRIC_KEYS = ("test_acc", "forget_acc", "retain_acc", "unseen_acc", "mia", "mia_std", "forgetting_score", "nomus")
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts))
+
+
+def _version(v: VersionRow | None) -> dict[str, Any] | None:
+    if v is None:
+        return None
+    return {"dataset": v.dataset, "version": v.version, "parent": v.parent, "sha256": v.sha256, "path": v.path}
+
+
+def build_report(job: JobRow, state: str, *, identities: list[dict[str, Any]], parent: VersionRow | None = None,
+                 new: VersionRow | None = None, outcome: dict[str, Any] | None = None,
+                 gate: dict[str, Any] | None = None, batch: dict[str, Any] | None = None,
+                 error: str | None = None, device: str = "", note: str = "") -> dict[str, Any]:
+    outcome = outcome or {}
+    finished = job.finished_at or time.time()
+    return {
+        "report_version": REPORT_VERSION,
+        "request_id": job.request_id or job.id,
+        "state": state,
+        "requested_by": job.requested_by,
+        "reason": job.reason,
+        "priority": job.priority,
+        "manifest_file": job.file_name,
+        "received_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(finished),
+        "dataset": job.dataset,
+        "identities": identities,
+        "method": job.method,
+        "params": outcome.get("method_params") or job.params,
+        "compare": job.compare,
+        "batch": batch,
+        "parent_model": dict(_version(parent) or {}, metrics=outcome.get("parent", parent.metrics if parent else {}))
+        if parent else None,
+        "new_model": dict(_version(new) or {}, metrics=outcome.get("model", {})) if new or outcome.get("model")
+        else None,
+        "request_metrics": (outcome.get("per_group") or {}).get(job.id),
+        "baselines": outcome.get("baselines") or {},
+        "samples": outcome.get("counts") or {},
+        "gate": gate,
+        "seconds": {"unlearning": outcome.get("seconds"),
+                    "total": None if job.started_at is None else round(finished - job.started_at, 3)},
+        "attempts": job.attempts,
+        "error": error,
+        "note": note,
+        "host": socket.gethostname(),
+        "device": device,
+        "piu_version": piu_engine.__version__,
+    }
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return "-" if v is None else str(v)
+
+
+def _count(m: dict[str, Any], key: str) -> str:
+    v = m.get(key)
+    return "?" if v is None else str(v)
+
+
+def _metrics_table(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    keys = [k for k in METRIC_KEYS if any(k in m for _, m in rows)]
+    if not keys:
+        return ["  (no metrics)"]
+    width = max(len(name) for name, _ in rows)
+    widths = [max(len(k), 7) for k in keys]
+    head = "  ".join(f"{k:>{w}}" for k, w in zip(keys, widths))
+    lines = ["  " + " " * width + "  " + head + "   images forget/unseen/test, identities forget/unseen"]
+    for name, m in rows:
+        cells = "  ".join(f"{_fmt(m.get(k)):>{w}}" for k, w in zip(keys, widths))
+        n = (f"{_count(m, 'n_forget')}/{_count(m, 'n_unseen_eval')}/{_count(m, 'n_test')}, "
+             f"{_count(m, 'n_forget_identities')}/{_count(m, 'n_unseen_identities')}")
+        lines.append(f"  {name:<{width}}  {cells}   {n}")
+    return lines
+
+
+def render_text(r: dict[str, Any]) -> str:
+    out = [f"PIU forget request {r['request_id']}: {r['state'].upper()}", "=" * 60, ""]
+    out += [f"Requested by : {r['requested_by'] or '(not given)'}",
+            f"Reason       : {r['reason'] or '(not given)'}",
+            f"Received     : {r['received_at']}",
+            f"Finished     : {r['finished_at']}",
+            f"Dataset      : {r['dataset']}",
+            f"Method       : {r['method']}  params {json.dumps(r['params'], sort_keys=True)}"]
+    if r.get("compare"):
+        out.append(f"Baselines    : {', '.join(r['compare'])}")
+    out += ["", f"Identities ({len(r['identities'])}):"]
+    for i in r["identities"]:
+        where = f" in version {i['version']}" if i.get("version") is not None else ""
+        out.append(f"  - {i['identity']}: {i.get('images') if i.get('images') is not None else '?'} training images, "
+                   f"{i['status'].replace('_', ' ')}{where}")
+    if r.get("batch") and len(r["batch"].get("requests", [])) > 1:
+        out += ["", f"Run together with {len(r['batch']['requests']) - 1} other request(s) in batch {r['batch']['id']}."]
+    pm, nm = r.get("parent_model"), r.get("new_model")
+    rows = []
+    if pm:
+        rows.append((f"parent v{pm.get('version')}", pm.get("metrics") or {}))
+    if nm and nm.get("metrics"):
+        rows.append((f"new v{nm.get('version')}" if nm.get("version") is not None else "new (not kept)", nm["metrics"]))
+    for name, m in (r.get("baselines") or {}).items():
+        rows.append((f"baseline {name}", m))
+    if r.get("request_metrics"):
+        rows.append(("this request", r["request_metrics"]))
+    if rows:
+        out += ["", "Metrics (MIA = membership inference on forget vs unseen evaluation images; 0.5 is ideal):"]
+        out += _metrics_table(rows)
+    samples = r.get("samples") or {}
+    if samples:
+        out += ["", "Run's splits: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in samples.items())]
+    g = r.get("gate")
+    if g:
+        out += ["", f"Acceptance gate: {'PASSED' if g['passed'] else 'FAILED'}" + ("" if g.get("enabled", True)
+                                                                               else " (disabled)")]
+        out += [f"  - {c['name']}: {c['note']}" for c in g.get("checks", [])]
+    if nm and nm.get("version") is not None:
+        out += ["", f"New model    : {nm['dataset']} version {nm['version']} (parent {nm.get('parent')})",
+                f"File         : {nm.get('path')}", f"SHA-256      : {nm.get('sha256')}"]
+    elif pm:
+        out += ["", f"Model        : unchanged; current is still {pm['dataset']} version {pm['version']}"]
+    s = r.get("seconds") or {}
+    out += ["", f"Time         : unlearning {_fmt(s.get('unlearning'))} s, total {_fmt(s.get('total'))} s, "
+                f"attempts {r.get('attempts')}", f"Host         : {r['host']}  device {r.get('device') or '-'}  "
+                                                 f"piu {r['piu_version']}"]
+    if r.get("note"):
+        out += ["", r["note"]]
+    if r.get("error"):
+        out += ["", "Error:", *("  " + line for line in str(r["error"]).splitlines())]
+    return "\n".join(out) + "\n"
+
+
+def report_files(report: dict[str, Any], manifest_json: str) -> dict[str, str]:
+    return {"report.json": json.dumps(json.loads(dumps(report)), indent=2, sort_keys=True) + "\n", "report.txt": render_text(report), "manifest.json": manifest_json}

@@ -1,0 +1,215 @@
+"""``piu tui``: the admin's terminal UI for the forget-request service.
+
+The app reads the daemon's SQLite state read-only in thread workers on a
+chained timer (one poll at a time, re-armed when the previous one finished)
+and never writes the database: new requests go into ``jobs/`` like
+``piu submit``; cancel and retry run ``piu cancel|retry ID``.
+
+Every dependency is injected (workspace, clock, poll interval, the control
+runner), so tests build an un-run app and drive it with ``App.run_test``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.worker import Worker, WorkerState
+
+from piu_engine.service.workspace import Workspace
+from piu_tui.actions import ActionResult, ControlRunner, Services, cli_control
+from piu_tui.messages import ActionFinished, DashboardUpdated
+from piu_tui.viewmodel import DaemonStatus, DashboardView, JobView, StateSource
+
+DASHBOARD_POLL = "poll-dashboard"
+FINISHED = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
+
+
+class PiuApp(App[int]):
+    TITLE = "PIU"
+    SUB_TITLE = "identity unlearning service"
+    CSS_PATH = [
+        "styles/app.tcss", "styles/dashboard.tcss", "styles/job_detail.tcss", "styles/identities.tcss",
+        "styles/models.tcss", "styles/submit.tcss", "styles/dialogs.tcss",
+    ]
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("d", "dashboard", "Dashboard"),
+        Binding("i", "identities", "Identities"),
+        Binding("m", "models", "Models"),
+        Binding("n", "new_request", "New request"),
+    ]
+
+    #: The last state read successfully (kept while the daemon or the database is gone).
+    dashboard: reactive[DashboardView | None] = reactive(None, always_update=False)
+    #: The daemon's status from the latest poll (drives the banner on every screen).
+    status: reactive[DaemonStatus | None] = reactive(None, always_update=False)
+
+    def __init__(self, ws: Workspace, *, config_path: Path | None = None, clock: Callable[[], float] = time.time,
+                 poll_interval: float = 1.0, control: ControlRunner | None = None) -> None:
+        super().__init__()
+        self.ws = ws
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.services = Services(ws, config_path, control or cli_control(
+            config_path, timeout=ws.settings.control_timeout_seconds + 60))
+        self.source = StateSource(ws.db_path, clock)
+        self._poll_timer: Timer | None = None
+        self._poll_worker: Worker | None = None
+
+    # -- screens -----------------------------------------------------------
+    def get_default_screen(self) -> Screen:
+        from piu_tui.screens.dashboard import DashboardScreen
+
+        return DashboardScreen()
+
+    def on_mount(self) -> None:
+        self.poll_now()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        from piu_tui.screens.identities import IdentitiesScreen
+        from piu_tui.screens.models import ModelsScreen
+        from piu_tui.screens.submit import SubmitScreen
+
+        screen = self.screen
+        if action == "dashboard":
+            return len(self.screen_stack) > 1
+        if action == "identities":
+            return not isinstance(screen, IdentitiesScreen)
+        if action == "models":
+            return not isinstance(screen, ModelsScreen)
+        if action == "new_request":
+            return not isinstance(screen, SubmitScreen)
+        return True
+
+    def _show(self, screen: Screen) -> None:
+        """Push ``screen``; a list screen (identities, models) replaces another one, so the stack stays short."""
+        from piu_tui.screens.identities import IdentitiesScreen
+        from piu_tui.screens.models import ModelsScreen
+
+        if isinstance(self.screen, (IdentitiesScreen, ModelsScreen)) and isinstance(
+                screen, (IdentitiesScreen, ModelsScreen)):
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
+
+    def action_dashboard(self) -> None:
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+
+    def action_identities(self) -> None:
+        from piu_tui.screens.identities import IdentitiesScreen
+
+        self._show(IdentitiesScreen())
+
+    def action_models(self) -> None:
+        from piu_tui.screens.models import ModelsScreen
+
+        self._show(ModelsScreen())
+
+    def action_new_request(self) -> None:
+        from piu_tui.screens.submit import SubmitScreen
+
+        self.push_screen(SubmitScreen())
+
+    def action_help(self) -> None:
+        from piu_tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def open_job(self, job_id: str) -> None:
+        from piu_tui.screens.job_detail import JobDetailScreen
+
+        self.push_screen(JobDetailScreen(job_id))
+
+    def open_report(self, job_id: str) -> None:
+        from piu_tui.screens.report import ReportScreen
+
+        self.push_screen(ReportScreen(job_id))
+
+    # -- polling: a chained timer, one read at a time in a thread -------------
+    def poll_now(self) -> None:
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+            self._poll_timer = None
+        self._poll_worker = self._poll_dashboard()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group=DASHBOARD_POLL)
+    def _poll_dashboard(self) -> None:
+        self.post_message(DashboardUpdated(self.source.dashboard()))
+
+    @on(DashboardUpdated)
+    def _dashboard_updated(self, message: DashboardUpdated) -> None:
+        view = message.view
+        self.status = view.status
+        if view.fresh:
+            self.dashboard = view
+
+    @on(Worker.StateChanged)
+    def _worker_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if event.state == WorkerState.ERROR:  # worker errors end up here, whoever ran them
+            self.log.error(f"worker {worker.name or worker.group} failed: {worker.error!r}")
+            if not worker.group.startswith("poll"):  # a failing poll shows in the banner, not as toasts
+                self.notify(f"{type(worker.error).__name__}: {worker.error}", title="error", severity="error")
+        if worker is self._poll_worker and event.state in FINISHED:
+            self._poll_worker = None
+            if event.state == WorkerState.ERROR:
+                from piu_tui.viewmodel import error_status
+
+                self.status = error_status(worker.error, self.status)
+            self._poll_timer = self.set_timer(self.poll_interval, self.poll_now)
+
+    # -- cancel / retry ---------------------------------------------------------
+    def request_cancel(self, job: JobView | None) -> None:
+        from piu_tui.screens.confirm import ConfirmScreen
+
+        if job is None:
+            return
+        if not job.can_cancel:
+            self.notify(f"{job.id} is {job.state}; only queued or running jobs can be cancelled",
+                        severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.notify(f"cancelling {job.id}…")
+                self._control("cancel", job.id)
+
+        self.push_screen(ConfirmScreen(f"Cancel {job.id} ({job.state})?"), answered)
+
+    def request_retry(self, job: JobView | None) -> None:
+        if job is None:
+            return
+        if not job.can_retry:
+            self.notify(f"{job.id} is {job.state}; only failed or cancelled jobs can be retried", severity="warning")
+            return
+        self.notify(f"queueing {job.id} again…")
+        self._control("retry", job.id)
+
+    @work(thread=True, exit_on_error=False, group="control")
+    def _control(self, op: str, job_id: str) -> None:
+        try:
+            result = self.services.control(op, job_id)
+        except Exception as exc:  # noqa: BLE001 - reported like any failed command
+            result = ActionResult(False, f"{type(exc).__name__}: {exc}")
+        self.post_message(ActionFinished(op, job_id, result))
+
+    @on(ActionFinished)
+    def _action_finished(self, message: ActionFinished) -> None:
+        r = message.result
+        self.notify(r.message or f"{message.action} {message.job_id}: {'done' if r.ok else 'failed'}",
+                    title=f"{message.action} {message.job_id}", severity="information" if r.ok else "error")
+        self.poll_now()
+        refresh = getattr(self.screen, "poll_now", None)
+        if callable(refresh):
+            refresh()

@@ -1,0 +1,99 @@
+"""Identities of a dataset and their state: present, queued, forgotten (by which job, when)."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Header, Input, Select, Static
+
+from piu_tui.messages import IdentitiesUpdated
+from piu_tui.screens.base import PolledScreen
+from piu_tui.viewmodel import IdentitiesView, load_identities
+from piu_tui.widgets.daemon_banner import DaemonBanner
+
+STATE_STYLES = {"present": "", "queued": "yellow", "running": "cyan", "forgotten": "green"}
+COLUMNS = (("identity", "identity"), ("images", "images"), ("state", "state"), ("job", "job"),
+           ("version", "version"), ("when", "when"))
+
+
+class IdentitiesScreen(PolledScreen):
+    BINDINGS = [Binding("escape", "back", "Back")]
+
+    def __init__(self, dataset: str | None = None) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.view: IdentitiesView | None = None
+        self._shown: tuple = ()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield DaemonBanner(id="banner")
+        with Horizontal(id="identities-bar"):
+            yield Select[str]([], prompt="dataset", allow_blank=True, id="identities-dataset")
+            yield Input(placeholder="filter: type part of a name, a state or a job id", id="identities-filter")
+        yield Static("", id="identities-count")
+        yield DataTable(id="identities-table", cursor_type="row", zebra_stripes=True)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        self.query_one(Input).focus()
+
+    def fetch(self) -> IdentitiesUpdated:
+        app = self.app
+        configured = sorted(app.ws.cfg.datasets)
+
+        def fallback(dataset: str) -> list[tuple[str, int | None]]:
+            info = app.services.submitter.identity_lookup.info(dataset)
+            return [(i, info.images_per_identity.get(i)) for i in info.train_identities]
+
+        return IdentitiesUpdated(load_identities(app.ws.db_path, self.dataset, configured, app.clock, fallback))
+
+    @on(IdentitiesUpdated)
+    def _updated(self, message: IdentitiesUpdated) -> None:
+        view = message.view
+        select = self.query_one(Select)
+        if self.view is None or self.view.datasets != view.datasets:
+            with select.prevent(Select.Changed):
+                select.set_options([(d, d) for d in view.datasets])
+                if view.dataset:
+                    select.value = view.dataset
+        self.dataset = view.dataset
+        self.view = view
+        self._render_rows()
+
+    @on(Input.Changed, "#identities-filter")
+    def _filter(self) -> None:
+        self._render_rows()
+
+    @on(Select.Changed, "#identities-dataset")
+    def _dataset(self, event: Select.Changed) -> None:
+        if isinstance(event.value, str) and event.value != self.dataset:
+            self.dataset = event.value
+            self.poll_now()
+
+    def _render_rows(self) -> None:
+        if self.view is None:
+            return
+        text = self.query_one(Input).value
+        rows = self.view.filtered(text)
+        key = (self.view.dataset, rows)
+        count = f"{len(rows)} of {len(self.view.rows)} identities of {self.view.dataset or '-'} " \
+                f"({self.view.counts_text})" + (f" — {self.view.note}" if self.view.note else "")
+        self.query_one("#identities-count", Static).update(count)
+        if key == self._shown:
+            return
+        self._shown = key
+        table = self.query_one(DataTable)
+        table.clear()
+        for r in rows:
+            state = Text(r.state, style=STATE_STYLES.get(r.state, ""))
+            table.add_row(r.identity, Text(r.images, justify="right"), state, r.job_id or "-", r.version or "-",
+                          r.when or "-", key=r.identity)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,94 @@
+"""Job detail: identities, phase progress, loss curve, metrics, log tail."""
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Footer, Header, Label, Static
+
+from piu_tui.messages import JobDetailUpdated
+from piu_tui.screens.base import PolledScreen
+from piu_tui.viewmodel import JobDetailSource, JobDetailView
+from piu_tui.widgets.daemon_banner import DaemonBanner
+from piu_tui.widgets.identity_list import IdentityList
+from piu_tui.widgets.log_tail import LogTail
+from piu_tui.widgets.loss_curve import LossCurve
+from piu_tui.widgets.metrics_table import MetricsTable
+from piu_tui.widgets.phase_progress import PhaseProgress
+
+
+class JobDetailScreen(PolledScreen):
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("c", "cancel_job", "Cancel"),
+        Binding("r", "retry_job", "Retry"),
+        Binding("o", "open_report", "Report"),
+    ]
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.view: JobDetailView | None = None
+        self._source: JobDetailSource | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield DaemonBanner(id="banner")
+        with VerticalScroll(id="detail"):
+            yield Static(f"{self.job_id}: loading…", id="job-title")
+            yield Static("", id="job-info")
+            with Horizontal(id="job-top"):
+                yield IdentityList(id="job-identities")
+                with Vertical(id="job-run"):
+                    yield PhaseProgress(id="phases")
+                    yield LossCurve(id="loss")
+            yield Label("Metrics: parent and new model, baselines", classes="section")
+            yield MetricsTable(id="metrics")
+            yield Label("Log", classes="section")
+            yield LogTail(id="log")
+        yield Footer(compact=True)
+
+    def fetch(self) -> JobDetailUpdated | None:
+        if self._source is None:
+            self._source = JobDetailSource(self.app.ws.db_path, self.job_id, self.app.clock)
+        view = self._source.load()
+        return None if view is None else JobDetailUpdated(view)
+
+    @on(JobDetailUpdated)
+    def _updated(self, message: JobDetailUpdated) -> None:
+        view = message.view
+        if view == self.view:
+            return
+        self.view = view
+        self.query_one("#job-title", Static).update(view.title)
+        self.query_one("#job-title").set_classes(f"-{view.job.state}" if view.job else "-missing")
+        self.query_one("#job-info", Static).update("\n".join(view.info))
+        self.query_one(IdentityList).show(view.identities)
+        self.query_one(PhaseProgress).show(view.phases)
+        self.query_one(LossCurve).show(view.loss_text, view.losses)
+        self.query_one(MetricsTable).show(view.metrics)
+        self.query_one(LogTail).show(view.log)
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        job = self.view.job if self.view is not None else None
+        if action == "cancel_job":
+            return (job is not None and job.can_cancel) or None
+        if action == "retry_job":
+            return (job is not None and job.can_retry) or None
+        if action == "open_report":
+            return (job is not None and job.has_report) or None
+        return True
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_cancel_job(self) -> None:
+        self.app.request_cancel(self.view.job if self.view else None)
+
+    def action_retry_job(self) -> None:
+        self.app.request_retry(self.view.job if self.view else None)
+
+    def action_open_report(self) -> None:
+        self.app.open_report(self.job_id)

@@ -1,0 +1,228 @@
+"""New forget request: choose dataset, identities, method and baselines.
+
+The manifest is checked by the service's own validation (what the form
+accepts, ``piu validate`` and the daemon accept) and dropped into ``jobs/``
+atomically, like ``piu submit``.
+"""
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label, Select, SelectionList, Static
+from textual.widgets.selection_list import Selection
+
+from piu_engine.service.state import StateMissing, StateReader
+from piu_tui.actions import ActionResult, default_requester
+from piu_tui.messages import ActionFinished, ChoicesLoaded
+from piu_tui.viewmodel import SubmitChoices
+
+MAX_SHOWN = 500  # identities listed at once; the filter narrows a larger dataset
+
+
+class SubmitScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+s", "submit", "Submit", priority=True),
+        Binding("escape", "back", "Cancel"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.choices: SubmitChoices | None = None
+        self.selected: dict[str, list[str]] = {}  # dataset -> identities in the order picked
+        self._busy = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="submit-form"):
+            yield Static("New forget request", id="submit-title")
+            with Horizontal(classes="row"):
+                with Vertical(classes="field"):
+                    yield Label("dataset")
+                    yield Select[str]([], allow_blank=True, prompt="loading…", id="dataset")
+                with Vertical(classes="field"):
+                    yield Label("method")
+                    yield Select[str]([], allow_blank=True, prompt="loading…", id="method")
+            yield Label("identities to forget (type to filter, space to select)")
+            yield Input(placeholder="filter identities", id="identity-filter")
+            yield SelectionList[str](id="identities")
+            yield Static("0 selected", id="identities-selected")
+            yield Label("baselines to compare (retrain first)")
+            yield SelectionList[str](id="baselines")
+            with Horizontal(classes="row"):
+                with Vertical(classes="field"):
+                    yield Label("requested by")
+                    yield Input(default_requester(), id="requested-by")
+                with Vertical(classes="field -narrow"):
+                    yield Label("priority")
+                    yield Input("0", id="priority", type="integer")
+            yield Label("reason (legal basis, ticket)")
+            yield Input(placeholder="e.g. GDPR art. 17 request, ticket 4711", id="reason")
+            yield Label("request id (empty: derived from the content)")
+            yield Input(placeholder="optional", id="request-id")
+            yield Static("", id="problems")
+            with Horizontal(id="submit-buttons"):
+                yield Button("Submit (ctrl+s)", id="submit", variant="success")
+                yield Button("Cancel (esc)", id="cancel")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#identity-filter", Input).focus()
+        self._load_choices()
+
+    # -- choices -------------------------------------------------------------
+    @work(thread=True, exit_on_error=False, group="choices")
+    def _load_choices(self) -> None:
+        app = self.app
+
+        def from_state(dataset: str) -> list:
+            try:
+                with StateReader(app.ws.db_path) as reader:
+                    return reader.identities(dataset)
+            except StateMissing:
+                return []
+
+        self.post_message(ChoicesLoaded(app.services.submitter.choices(from_state)))
+
+    @on(ChoicesLoaded)
+    def _choices_loaded(self, message: ChoicesLoaded) -> None:
+        c = self.choices = message.choices
+        dataset = self.query_one("#dataset", Select)
+        dataset.set_options([(d, d) for d in c.datasets])
+        if c.datasets:
+            dataset.value = self.app.ws.cfg.bench.dataset if self.app.ws.cfg.bench.dataset in c.datasets \
+                else c.datasets[0]
+        method = self.query_one("#method", Select)
+        method.set_options([(m, m) for m in c.methods])
+        method.value = c.default_method
+        self._fill_baselines()
+        self._fill_identities()
+
+    @property
+    def dataset(self) -> str:
+        value = self.query_one("#dataset", Select).value
+        return value if isinstance(value, str) else ""
+
+    @property
+    def method(self) -> str:
+        value = self.query_one("#method", Select).value
+        return value if isinstance(value, str) else ""
+
+    def _fill_baselines(self) -> None:
+        if self.choices is None:
+            return
+        lst = self.query_one("#baselines", SelectionList)
+        keep = set(lst.selected)
+        lst.clear_options()
+        lst.add_options([Selection(b, b, b in keep) for b in self.choices.baselines if b != self.method])
+
+    def _fill_identities(self) -> None:
+        if self.choices is None:
+            return
+        text = self.query_one("#identity-filter", Input).value.strip().lower()
+        chosen = set(self.selected.get(self.dataset, []))
+        rows = [c for c in self.choices.identities.get(self.dataset, []) if not text or text in c.identity.lower()]
+        lst = self.query_one("#identities", SelectionList)
+        lst.clear_options()
+        options = []
+        for c in rows[:MAX_SHOWN]:
+            prompt = Text(c.identity)
+            if c.images is not None:
+                prompt.append(f"  {c.images} img", style="dim")
+            if c.state != "present":
+                prompt.append(f"  {c.state}", style="green" if c.state == "forgotten" else "yellow")
+            options.append(Selection(prompt, c.identity, c.identity in chosen, disabled=c.state == "forgotten"))
+        lst.add_options(options)
+        if options:
+            lst.highlighted = 0
+        self._show_selected(len(rows))
+
+    def _show_selected(self, matching: int | None = None) -> None:
+        chosen = self.selected.get(self.dataset, [])
+        limit = self.choices.max_per_request.get(self.dataset) if self.choices else None
+        text = f"{len(chosen)} selected" + (f" (at most {limit} per request)" if limit else "")
+        if chosen:
+            text += ": " + ", ".join(chosen[:8]) + (f", +{len(chosen) - 8}" if len(chosen) > 8 else "")
+        if matching is not None and matching > MAX_SHOWN:
+            text += f"  — {matching} match, first {MAX_SHOWN} listed: type to narrow"
+        self.query_one("#identities-selected", Static).update(text)
+
+    @on(Input.Changed, "#identity-filter")
+    def _filter_changed(self) -> None:
+        self._fill_identities()
+
+    @on(Select.Changed, "#dataset")
+    def _dataset_changed(self) -> None:
+        self._fill_identities()
+
+    @on(Select.Changed, "#method")
+    def _method_changed(self) -> None:
+        self._fill_baselines()
+
+    @on(SelectionList.SelectionToggled, "#identities")
+    def _identity_toggled(self, event: SelectionList.SelectionToggled) -> None:
+        value = event.selection.value
+        chosen = self.selected.setdefault(self.dataset, [])
+        if value in event.selection_list.selected:
+            if value not in chosen:
+                chosen.append(value)
+        elif value in chosen:
+            chosen.remove(value)
+        self._show_selected()
+
+    # -- submit ----------------------------------------------------------------
+    def action_submit(self) -> None:
+        if self._busy or self.choices is None:
+            return
+        baselines = self.query_one("#baselines", SelectionList).selected
+        order = self.choices.baselines
+        doc = self.app.services.submitter.build_doc(
+            dataset=self.dataset, identities=self.selected.get(self.dataset, []), method=self.method,
+            compare=sorted(baselines, key=order.index),
+            requested_by=self.query_one("#requested-by", Input).value.strip(),
+            reason=self.query_one("#reason", Input).value.strip(),
+            priority=self.query_one("#priority", Input).value,
+            request_id=self.query_one("#request-id", Input).value,
+        )
+        self._busy = True
+        self.query_one("#problems", Static).update("checking…")
+        self._submit(doc)
+
+    @work(thread=True, exit_on_error=False, group="submit")
+    def _submit(self, doc: dict) -> None:
+        try:
+            result = self.app.services.submitter.submit(doc)
+        except Exception as exc:  # noqa: BLE001 - shown in the form
+            result = ActionResult(False, f"{type(exc).__name__}: {exc}")
+        self.post_message(ActionFinished("submit", str(doc.get("request_id", "")), result))
+
+    @on(ActionFinished)
+    def _submitted(self, message: ActionFinished) -> None:
+        self._busy = False
+        r = message.result
+        problems = self.query_one("#problems", Static)
+        if r.ok:
+            problems.update("")
+            self.app.notify(r.message, title="request submitted")
+            self.app.poll_now()
+            self.dismiss()
+            return
+        text = Text(r.message + ":\n", style="bold red")
+        for p in r.problems or ():
+            text.append(f"- {p}\n", style="red")
+        problems.update(text)
+        problems.scroll_visible()
+
+    @on(Button.Pressed, "#submit")
+    def _submit_pressed(self) -> None:
+        self.action_submit()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_back()
+
+    def action_back(self) -> None:
+        self.dismiss()

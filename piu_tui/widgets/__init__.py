@@ -1,0 +1,1 @@
+"""Widgets: each renders view-model state handed to it (no engine logic)."""

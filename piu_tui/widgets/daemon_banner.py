@@ -1,0 +1,21 @@
+"""The red banner shown on every screen while the daemon is not running."""
+from __future__ import annotations
+
+from textual.widgets import Static
+
+from piu_tui.viewmodel import DaemonStatus
+
+
+class DaemonBanner(Static):
+    """Follows the app's ``status``; hidden while the daemon is alive."""
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "status", self.show_status, init=True)
+
+    def show_status(self, status: DaemonStatus | None) -> None:
+        if status is None or status.alive:
+            self.set_class(False, "-visible")
+            self.update("")
+            return
+        self.update(status.banner)
+        self.set_class(True, "-visible")

@@ -1,0 +1,42 @@
+"""The benchmark scripts run on the tiny preset and write valid JSON
+(their speed targets live in the scripts' output and the README, not here)."""
+import json
+import subprocess
+import sys
+
+from conftest import ROOT, write_config
+
+
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *args], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)
+
+
+def test_unlearning_benchmark_on_tiny(tmp_path):
+    cfg = write_config(tmp_path / "config.toml")
+    out = tmp_path / "u.json"
+    proc = run_script("unlearning.py", "--config", str(cfg), "--preset", "tiny", "--seeds", "2",
+                      "--methods", "retrain,piu-fr", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert set(data["summary"]) == {"original", "retrain", "piu-fr", "piu-fr+early-stop"}
+    assert len([r for r in data["rows"] if r["method"] == "piu-fr"]) == 2
+    assert "target NoMUS" in proc.stdout and "± " in proc.stdout
+
+
+def test_throughput_benchmark_runs(tmp_path):
+    out = tmp_path / "t.json"
+    proc = run_script("throughput.py", "--steps", "3", "--repeats", "1", "--images", "128", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["ratio"] > 0 and len(data["images_per_second"]) == 2
+
+
+def test_gpu_benchmark_script_runs_on_cpu_with_tiny(tmp_path):
+    out = tmp_path / "g.json"
+    proc = run_script("gpu.py", "--device", "cpu", "--preset", "tiny", "--methods", "retrain,piu-fr",
+                      "--cache-dir", str(tmp_path / "cache"), "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert [r["method"] for r in data["rows"]] == ["original", "retrain", "piu-fr"]
+    assert "total wall-clock" in proc.stdout

@@ -1,0 +1,254 @@
+"""Service building blocks without a daemon: manifests, gate, spool, state, registry, reports."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from piu_engine.config import ConfigError, parse
+from piu_engine.service import gate
+from piu_engine.service.manifest import ManifestError, check_manifest, derive_request_id, load_manifest
+from piu_engine.service.settings import GateConfig, ServiceConfig
+from piu_engine.service.spool import Spool
+from piu_engine.service.state import StateReader, StateStore
+
+IDS = [f"person-{i:04d}" for i in range(24)]
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return parse({"engine": {"device": "cpu"}, "bench": {"preset": "tiny"}})
+
+
+def check(doc, cfg, share=0.25):
+    return check_manifest(doc, cfg, lambda ds: IDS, share)
+
+
+def problems(doc, cfg, share=0.25) -> str:
+    with pytest.raises(ManifestError) as err:
+        check(doc, cfg, share)
+    return "\n".join(err.value.problems)
+
+
+# ---------------------------------------------------------------- settings
+def test_service_section_defaults_and_errors():
+    c = parse({})
+    s = c.section("service")
+    assert (s.jobs_dir, s.state_dir, s.models_dir) == ("jobs", ".piu/state", ".piu/models")
+    assert s.gate.min_mia_samples >= 1
+    with pytest.raises(ConfigError, match=r"service\.gate\.mia_tolerance"):
+        parse({"service": {"gate": {"mia_tolerance": 2.0}}})
+    with pytest.raises(ConfigError, match=r"service\.max_parallel"):
+        parse({"service": {"max_parallel": 0}})
+    with pytest.raises(ConfigError, match=r"service\.nope: unknown key"):
+        parse({"service": {"nope": 1}})
+    with pytest.raises(ConfigError, match=r"service\.devices\[0\]"):
+        parse({"service": {"devices": ["tpu"]}})
+
+
+# ---------------------------------------------------------------- manifests
+def test_good_manifest_is_normalised(cfg):
+    m = check({"dataset": "synthetic", "identities": ["person-0001"], "requested_by": "DPO"}, cfg)
+    assert m.method == "piu-fr" and m.compare == () and m.priority == 0
+    assert m.request_id == derive_request_id({"dataset": "synthetic", "identities": ["person-0001"],
+                                              "requested_by": "DPO"})
+    assert m.id_derived
+    m2 = check({"request_id": "r-1", "dataset": "synthetic", "identities": ["person-0001"],
+                "method": "piu-fr", "params": {"epochs": 1}, "compare": ["retrain", "scrub"]}, cfg)
+    assert m2.request_id == "r-1" and m2.params == {"epochs": 1} and m2.compare == ("retrain", "scrub")
+
+
+@pytest.mark.parametrize("doc, expected", [
+    ([1, 2], "expected a JSON object"),
+    ({"identities": ["person-0001"]}, "missing field: 'dataset'"),
+    ({"dataset": "synthetic"}, "missing field: 'identities'"),
+    ({"dataset": 3, "identities": ["person-0001"]}, "dataset: 3 is not of type 'string'"),
+    ({"dataset": "synthetic", "identities": "person-0001"}, "identities: 'person-0001' is not of type 'array'"),
+    ({"dataset": "synthetic", "identities": []}, "identities: [] should be non-empty"),
+    ({"dataset": "synthetic", "identities": ["person-0001"], "priority": "high"}, "priority"),
+    ({"dataset": "synthetic", "identities": ["person-0001"], "colour": "red"}, "unknown field"),
+    ({"dataset": "nope", "identities": ["person-0001"]}, "unknown dataset 'nope'"),
+    ({"dataset": "synthetic", "identities": ["person-0001", "mallory", "trudy"]},
+     "2 not among the training identities of 'synthetic': 'mallory', 'trudy'"),
+    ({"dataset": "synthetic", "identities": IDS[:7]}, "asks to forget 7 of 24 training identities"),
+    ({"dataset": "synthetic", "identities": ["person-0001"], "method": "magic"}, "unknown method 'magic'"),
+    ({"dataset": "synthetic", "identities": ["person-0001"], "params": {"warp": 9}}, "warp"),
+    ({"dataset": "synthetic", "identities": ["person-0001"], "compare": ["voodoo"]}, "voodoo"),
+    ({"dataset": "synthetic", "identities": ["../../etc/passwd"]}, "looks like a path"),
+    ({"dataset": "synthetic", "identities": ["person-0001"], "method": "/bin/sh"}, "looks like a path"),
+    ({"request_id": "../x", "dataset": "synthetic", "identities": ["person-0001"]}, "request_id"),
+    ({"request_id": "..", "dataset": "synthetic", "identities": ["person-0001"]}, "request_id"),
+    ({"dataset": "synthetic", "identities": ["person-\u00001"]}, "looks like a path"),
+])
+def test_bad_manifests_name_what_is_wrong(cfg, doc, expected):
+    assert expected in problems(doc, cfg)
+
+
+def test_identities_may_contain_slashes_when_the_dataset_names_them_so(cfg):
+    mufac_like = ["F0001/D", "F0002/GM"] + IDS
+    m = check_manifest({"dataset": "synthetic", "identities": ["F0001/D"]}, cfg, lambda ds: mufac_like, 0.25)
+    assert m.identities == ("F0001/D",)
+    with pytest.raises(ManifestError, match="looks like a path"):
+        check_manifest({"dataset": "synthetic", "identities": ["F0001/../x"]}, cfg, lambda ds: mufac_like, 0.25)
+
+
+def test_all_problems_are_reported_at_once(cfg):
+    text = problems({"dataset": "synthetic", "identities": ["x1", "x2"], "method": "magic"}, cfg)
+    assert "unknown method 'magic'" in text and "'x1', 'x2'" in text
+
+
+def test_file_level_checks(tmp_path, cfg):
+    look = lambda ds: IDS  # noqa: E731
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"dataset": "synthetic", "identities": ["person-0002"]}))
+    m, data = load_manifest(good, cfg, look, 4096, 0.25)
+    assert m.identities == ("person-0002",) and data == good.read_bytes()
+
+    cases = {
+        "big.json": (b'{"dataset": "synthetic", "identities": ["' + b"a" * 5000 + b'"]}', "larger than"),
+        "notjson.json": (b"{not json", "not valid JSON"),
+        "latin1.json": ('{"dataset": "synthétique"}'.encode("latin-1"), "not UTF-8"),
+        "dupkey.json": (b'{"dataset": "synthetic", "dataset": "x", "identities": ["person-0001"]}', "duplicate key"),
+    }
+    for name, (raw, expected) in cases.items():
+        (tmp_path / name).write_bytes(raw)
+        with pytest.raises(ManifestError, match=expected):
+            load_manifest(tmp_path / name, cfg, look, 4096, 0.25)
+    (tmp_path / "link.json").symlink_to(good)
+    with pytest.raises(ManifestError, match="symbolic link"):
+        load_manifest(tmp_path / "link.json", cfg, look, 4096, 0.25)
+    os.mkfifo(tmp_path / "fifo.json")
+    with pytest.raises(ManifestError, match="not a regular file"):  # and never blocks
+        load_manifest(tmp_path / "fifo.json", cfg, look, 4096, 0.25)
+
+
+# ---------------------------------------------------------------- gate
+def _metrics(mia, acc, n_forget=6, n_unseen=36, id_f=1, id_u=6, n_test=48):
+    return {"mia": mia, "test_acc": acc, "n_forget": n_forget, "n_unseen_eval": n_unseen,
+            "n_forget_identities": id_f, "n_unseen_identities": id_u, "n_test": n_test}
+
+
+def test_gate_never_fails_on_too_few_samples():
+    g = GateConfig(mia_tolerance=0.05, min_mia_samples=50, min_mia_identities=10, min_test_samples=50)
+    r = gate.evaluate(g, _metrics(0.5, 0.7), _metrics(0.95, 0.1))  # awful numbers, but on 6 images and 48 tests
+    assert r.passed
+    notes = {c.name: c.note for c in r.checks}
+    assert "not gated: too few samples" in notes["mia"] and "forget_images=6" in notes["mia"]
+    assert "not gated: too few samples (test_images=48" in notes["test_acc"]
+
+
+def test_gate_fails_with_the_numbers_when_samples_suffice():
+    g = GateConfig(mia_tolerance=0.05, max_test_acc_drop=0.02, min_mia_samples=50, min_mia_identities=10,
+                   min_test_samples=50)
+    big = dict(n_forget=200, n_unseen=300, id_f=20, id_u=30, n_test=400)
+    r = gate.evaluate(g, _metrics(0.6, 0.70, **big), _metrics(0.58, 0.60, **big))
+    assert not r.passed
+    fails = r.failures()
+    assert any("MIA 0.5800 outside 0.5 +- 0.05" in f for f in fails)
+    assert any("test accuracy 0.6000 is below >= 0.6800" in f for f in fails)
+    ok = gate.evaluate(g, _metrics(0.6, 0.70, **big), _metrics(0.52, 0.69, **big))
+    assert ok.passed and all(c.gated for c in ok.checks)
+    off = gate.evaluate(GateConfig(enabled=False), _metrics(0.6, 0.7, **big), _metrics(0.9, 0.1, **big))
+    assert off.passed and not off.enabled
+
+
+def test_gate_missing_metrics_are_not_gated():
+    r = gate.evaluate(GateConfig(), {}, {"mia": float("nan")})
+    assert r.passed and all(not c.gated for c in r.checks)
+
+
+# ---------------------------------------------------------------- spool and state
+def test_spool_claim_reject_and_settle(tmp_path):
+    sp = Spool(tmp_path / "jobs").ensure()
+    sp.submit("a.json", b"{}")
+    (sp.root / ".hidden.json").write_text("{}")
+    (sp.root / "notes.txt").write_text("x")
+    assert [p.name for p in sp.incoming(0.0)] == ["a.json"]
+    assert sp.incoming(3600.0) == []  # not settled yet
+    os.chmod(sp.root / "a.json", 0o644)  # as a careless writer left it
+    c = sp.claim(sp.root / "a.json")
+    assert c is not None and c.parent == sp.claimed and Spool.original_name(c) == "a.json"
+    assert stat.S_IMODE(os.stat(c).st_mode) == 0o640
+    assert sp.claim(sp.root / "a.json") is None  # already taken
+    dst = sp.reject(c, ["bad thing"])
+    assert dst == sp.rejected / "a.json"
+    assert "bad thing" in (sp.rejected / "a.json.error.txt").read_text()
+    sp.submit("a.json", b"{}")
+    dst2 = sp.reject(sp.claim(sp.root / "a.json"), ["again"])
+    assert dst2.name == "a.1.json" and (sp.rejected / "a.1.json.error.txt").exists()
+    assert stat.S_IMODE(os.stat(sp.rejected / "a.json.error.txt").st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(sp.rejected).st_mode) == 0o750
+
+
+def test_state_store_and_read_only_reader(tmp_path, cfg):
+    db = tmp_path / "state" / "state.db"
+    store = StateStore(db)
+    m = check({"request_id": "r1", "dataset": "synthetic", "identities": ["person-0001"]}, cfg)
+    store.record_accepted("c1", "r1.json", "00", m, {"person-0001": ("requested", 6, None)})
+    store.record_rejected("c2", "bad.json", None, ["not valid JSON"])
+    store.add_version("synthetic", 0, None, "ab" * 32, "synthetic/0/model.pt", "train", None, [], [], {"test_acc": 0.5})
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o640
+    with StateReader(db) as r:
+        assert r.counts()["queued"] == 1 and r.counts()["rejected"] == 1
+        job = r.job("r1")
+        assert job.identities == ["person-0001"] and job.summary()["state"] == "queued"
+        assert r.job("rejected-2").error == "not valid JSON"
+        assert r.current_version("synthetic").version == 0
+        with pytest.raises(Exception):
+            r.conn.execute("DELETE FROM jobs")  # read-only
+    store.close()
+
+
+def test_registry_cleanup_and_prune(tmp_path):
+    from piu_engine.checkpoint import save_checkpoint
+    import torch
+
+    from piu_engine.service.registry import Registry
+
+    store = StateStore(tmp_path / "s.db")
+    reg = Registry(tmp_path / "models").ensure()
+    for v in range(4):
+        staged = reg.staging_path(f"b{v}")
+        sha = save_checkpoint({"w": torch.full((2,), float(v))}, staged)
+        rel = reg.install(staged, "synthetic", v, sha)
+        store.add_version("synthetic", v, v - 1 if v else None, sha, rel, "forget", None, [], [], {})
+    # a crash after the file moved in but before the DB recorded it leaves an orphan
+    orphan = reg.root / "synthetic" / "4"
+    orphan.mkdir()
+    (orphan / "model.pt").write_bytes(b"partial")
+    (reg.staging / "dead.pt").write_bytes(b"partial")
+    removed = reg.cleanup(store)
+    assert orphan in removed and not orphan.exists() and not (reg.staging / "dead.pt").exists()
+    assert reg.prune(store, "synthetic", keep=1) == [1, 2]
+    assert (reg.root / "synthetic/0/model.pt").exists() and (reg.root / "synthetic/3/model.pt").exists()
+    assert not (reg.root / "synthetic/1/model.pt").exists()
+    assert reg.verify(store.current_version("synthetic")).exists()
+    store.close()
+
+
+def test_example_manifests_are_valid(cfg):
+    root = Path(__file__).resolve().parents[1] / "examples" / "manifests"
+    files = sorted(root.glob("*.json"))
+    assert files
+    for f in files:
+        doc = json.loads(f.read_text())
+        if f.name.startswith("bad-"):
+            with pytest.raises(ManifestError):
+                check(doc, cfg)
+        else:
+            check(doc, cfg)
+
+
+def test_service_modules_never_import_the_ui():
+    import subprocess
+    import sys
+
+    mods = ["piu_engine.service.daemon", "piu_engine.service.state", "piu_engine.commands.service"]
+    code = ("import sys, importlib\n"
+            f"for m in {mods!r}: importlib.import_module(m)\n"
+            "print('textual' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
