@@ -66,7 +66,8 @@ def main() -> None:
     for method, stats in summary.items():
         cell = lambda k, f="{:.3f}": ("-" if k not in stats else  # noqa: E731
                                       f"{f.format(stats[k][0])} ± {f.format(stats[k][1])}")
-        share = (f"{100 / stats['speedup_vs_retrain'][0]:.0f}%" if "speedup_vs_retrain" in stats else "-")
+        retrain_s = summary.get("retrain", {}).get("seconds")
+        share = f"{100 * stats['seconds'][0] / retrain_s[0]:.0f}%" if retrain_s and method != "original" else "-"
         table.append([method, cell("test_acc"), cell("forget_acc"), cell("mia"), cell("nomus"),
                       cell("seconds", "{:.1f}"), cell("speedup_vs_retrain", "{:.1f}"), share])
     _common.print_table(["method", "test acc", "forget acc", "MIA", "NoMUS", "seconds", "x vs retrain",

@@ -10,6 +10,19 @@ from piu_engine.metrics import forgetting_score, mia, nomus, per_sample
 from piu_engine.tensors import TensorData
 
 
+def forget_set_metrics(model: nn.Module, data: TensorData, forget: np.ndarray, unseen_losses: np.ndarray,
+                       metrics: MetricsConfig, identities: np.ndarray | None = None, seed: int = 0) -> dict:
+    """Forget accuracy and MIA of one request's own forget images against
+    already computed unseen-evaluation losses (no test/retain pass)."""
+    loss, correct = per_sample(model, data, forget)
+    m, s = mia(loss, unseen_losses, metrics.mia_splits, seed)
+    out = {"forget_acc": float(correct.mean()) if len(correct) else float("nan"), "mia": m, "mia_std": s,
+           "forgetting_score": forgetting_score(m), "n_forget": int(len(forget))}
+    if identities is not None:
+        out["n_forget_identities"] = len(set(identities[forget].tolist()))
+    return out
+
+
 def evaluate(model: nn.Module, data: TensorData, splits: UnlearningSplits, metrics: MetricsConfig,
              identities: np.ndarray | None = None, seed: int = 0) -> dict:
     """Accuracies, MIA (forget vs the evaluation part of unseen), FS and NoMUS.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,9 @@ from piu_engine.checkpoint import save_checkpoint
 from piu_engine.config import Config
 from piu_engine.data.splits import make_splits
 from piu_engine.data.types import Split
+from piu_engine.evaluate import forget_set_metrics
 from piu_engine.forget import DatasetInfo, ForgetOutcome, ForgetRequest, TrainedModel
+from piu_engine.metrics import per_sample
 from piu_engine.workbench import Workbench
 
 
@@ -45,10 +46,11 @@ def train_original(cfg: Config, dataset: str, preset: str, on_event, should_stop
     return TrainedModel(model.state_dict(), metrics, seconds, wb.ds.num_outputs, wb.ds.task.value)
 
 
-def _group_metrics(wb: Workbench, model, splits, identities: list[str], seed: int) -> dict:
+def _group_metrics(wb: Workbench, model, splits, unseen_losses, identities: list[str], seed: int) -> dict:
+    """One request's own forget-set figures inside a coalesced run."""
     wanted = set(identities)
     forget = splits.forget[np.array([i in wanted for i in wb.ds.identities[splits.forget]], dtype=bool)]
-    return wb.evaluate(model, replace(splits, forget=forget), seed)
+    return forget_set_metrics(model, wb.data, forget, unseen_losses, wb.cfg.metrics, wb.ds.identities, seed)
 
 
 def run_forget(cfg: Config, request: ForgetRequest, parent_weights: Path, out_weights: Path,
@@ -65,7 +67,9 @@ def run_forget(cfg: Config, request: ForgetRequest, parent_weights: Path, out_we
     for name in request.compare:
         base = wb.run_method(name, parent, splits, seed)
         baselines[name] = {**wb.evaluate(base.model, splits, seed), "seconds": base.seconds}
-    per_group = {rid: _group_metrics(wb, run.model, splits, ids, seed) for rid, ids in request.groups.items()}
+    unseen_losses, _ = per_sample(run.model, wb.data, splits.unseen_eval)
+    per_group = {rid: _group_metrics(wb, run.model, splits, unseen_losses, ids, seed)
+                 for rid, ids in request.groups.items()}
     sha = save_checkpoint(run.model.state_dict(), Path(out_weights))
     counts = {f"{k}_images": v for k, v in splits.counts().items()}
     counts["forget_identities"] = len(splits.forget_identities)

@@ -68,7 +68,7 @@ PRESETS: dict[str, Preset] = {
         synthetic=SyntheticSpec(train_identities=150, test_identities=40, unseen_identities=80,
                                 photos_per_identity=8, image_size=32),
         forget_identities=40,
-        recipes={k: TrainRecipe(epochs=12, milestones=(8,)) for k in _PAPER},
+        recipes={k: TrainRecipe(epochs=16, milestones=(11,)) for k in _PAPER},
     ),
     "paper": Preset(
         name="paper",

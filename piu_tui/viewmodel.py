@@ -173,6 +173,23 @@ class JobView:
     can_retry: bool
 
 
+# Screen actions that need a job, and whether a job allows each one.
+JOB_ACTIONS = {
+    "open_job": lambda job: True,
+    "cancel_job": lambda job: job.can_cancel,
+    "retry_job": lambda job: job.can_retry,
+    "open_report": lambda job: job.has_report,
+}
+
+
+def job_action_state(action: str, job: JobView | None) -> bool | None:
+    """Textual ``check_action`` answer for a job action: True to enable, None
+    to show it greyed out; actions not about a job are always enabled."""
+    if action not in JOB_ACTIONS:
+        return True
+    return (job is not None and JOB_ACTIONS[action](job)) or None
+
+
 @dataclass(frozen=True)
 class DashboardView:
     status: DaemonStatus

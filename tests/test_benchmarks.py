@@ -40,3 +40,13 @@ def test_gpu_benchmark_script_runs_on_cpu_with_tiny(tmp_path):
     data = json.loads(out.read_text())
     assert [r["method"] for r in data["rows"]] == ["original", "retrain", "piu-fr"]
     assert "total wall-clock" in proc.stdout
+
+
+def test_service_benchmark_on_tiny(tmp_path):
+    out = tmp_path / "s.json"
+    proc = run_script("service.py", "--latency-samples", "2", "--requests", "3", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert len(data["latency_seconds"]) == 2 and data["p50"] > 0
+    assert data["coalesced_runs"] == 1 and data["separate_runs"] == 3
+    assert "claim latency p50" in proc.stdout

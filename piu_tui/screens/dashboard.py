@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
-from piu_tui.viewmodel import DashboardView, JobView
+from piu_tui.viewmodel import DashboardView, JobView, job_action_state
 from piu_tui.widgets.daemon_banner import DaemonBanner
 from piu_tui.widgets.jobs_table import JobsTable
 from piu_tui.widgets.service_summary import ServiceSummary
@@ -62,16 +62,7 @@ class DashboardScreen(Screen):
         self.action_open_job()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        job = self.selected_job if self.is_mounted else None
-        if action == "open_job":
-            return job is not None or None
-        if action == "cancel_job":
-            return (job is not None and job.can_cancel) or None
-        if action == "retry_job":
-            return (job is not None and job.can_retry) or None
-        if action == "open_report":
-            return (job is not None and job.has_report) or None
-        return True
+        return job_action_state(action, self.selected_job if self.is_mounted else None)
 
     def action_open_job(self) -> None:
         job = self.selected_job

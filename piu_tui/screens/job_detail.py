@@ -9,7 +9,7 @@ from textual.widgets import Footer, Header, Label, Static
 
 from piu_tui.messages import JobDetailUpdated
 from piu_tui.screens.base import PolledScreen
-from piu_tui.viewmodel import JobDetailSource, JobDetailView
+from piu_tui.viewmodel import JobDetailSource, JobDetailView, job_action_state
 from piu_tui.widgets.daemon_banner import DaemonBanner
 from piu_tui.widgets.identity_list import IdentityList
 from piu_tui.widgets.log_tail import LogTail
@@ -72,14 +72,7 @@ class JobDetailScreen(PolledScreen):
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        job = self.view.job if self.view is not None else None
-        if action == "cancel_job":
-            return (job is not None and job.can_cancel) or None
-        if action == "retry_job":
-            return (job is not None and job.can_retry) or None
-        if action == "open_report":
-            return (job is not None and job.has_report) or None
-        return True
+        return job_action_state(action, self.view.job if self.view is not None else None)
 
     def action_back(self) -> None:
         self.app.pop_screen()
