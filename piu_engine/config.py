@@ -144,7 +144,7 @@ class Config:
 # name -> dataclass for further top-level sections (filled by the service layer).
 SECTIONS: dict[str, type] = {}
 # Modules that register sections; imported before parsing.
-SECTION_MODULES = ("piu_engine.service.settings",)
+SECTION_MODULES = ("piu_engine.service.settings", "piu_engine.service.executor_settings")
 
 
 def register_section(name: str):

@@ -249,7 +249,8 @@ def cmd_submit(args) -> int:
 
 # ------------------------------------------------------------------ service
 def cmd_daemon(args) -> int:
-    from piu_engine.service.daemon import EXIT_BUSY, run_service
+    from piu_engine.service.daemon import EXIT_BUSY, EXIT_UNAVAILABLE, run_service
+    from piu_engine.service.executor import ExecutorUnavailable
     from piu_engine.service.workspace import WorkspaceBusy
 
     cfg = load_config(args.config)
@@ -258,6 +259,9 @@ def cmd_daemon(args) -> int:
     except WorkspaceBusy as exc:
         print(f"piu {args.command}: {exc}", file=sys.stderr)
         return EXIT_BUSY
+    except ExecutorUnavailable as exc:
+        print(f"piu {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
 
 def _job_line(j) -> str:

@@ -31,7 +31,7 @@ from typing import Any
 
 from piu_engine.config import Config
 from piu_engine.service import control, gate as gate_mod
-from piu_engine.service.executor import ExecMessage, Executor, LocalProcessExecutor
+from piu_engine.service.executor import ExecMessage, Executor, create_executor
 from piu_engine.service.fsutil import UMASK
 from piu_engine.service.manifest import IdentityCache, ManifestError, check_manifest, parse_json, read_manifest_bytes
 from piu_engine.service.operations import Operations
@@ -47,6 +47,7 @@ EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_INTERRUPTED = 3
 EXIT_BUSY = 75  # EX_TEMPFAIL: another instance serves the workspace
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the executor backend (Ray cluster) cannot be reached
 
 
 def run_key(job: JobRow) -> str:
@@ -76,6 +77,7 @@ class Daemon:
         self.s = self.ws.settings
         self.polling = self.s.polling if polling is None else polling
         self.executor = executor
+        self._owns_executor = False
         self.lock_wait = lock_wait
         self.identities = IdentityCache(cfg, self.ws.preset)
         self.wake = threading.Event()
@@ -94,13 +96,14 @@ class Daemon:
         self.ws.ensure()
         lock = InstanceLock(self.ws, self.mode).acquire(wait=self.lock_wait)
         try:
+            if self.executor is None:  # [executor] kind; a cluster that does not answer ends start-up here
+                self.executor = create_executor(self.cfg, self.s)
+                self._owns_executor = True
             self.store = StateStore(self.ws.db_path)
             self.registry = Registry(self.ws.models_dir).ensure()
             self.spool = self.ws.spool().ensure()
             self.ops = Operations(self.ws, self.store, self.registry, self.spool)
             self.ops.on_cancel_running = self._cancel_running
-            if self.executor is None:
-                self.executor = LocalProcessExecutor(self.s.max_parallel, self.s.devices)
             self.device_name = self._describe_device()
             self._heartbeat("running")
             log.info("piu %s started (pid %d) on %s; spool %s", self.mode, os.getpid(), self.device_name,
@@ -120,9 +123,13 @@ class Daemon:
                 self.store.close()
             return code
         finally:
+            if self._owns_executor and hasattr(self.executor, "close"):
+                self.executor.close()
             lock.release()
 
     def _describe_device(self) -> str:
+        if hasattr(self.executor, "describe"):
+            return self.executor.describe()
         if self.s.devices:
             return ", ".join(self.s.devices)
         try:

@@ -3,7 +3,8 @@
 :class:`Executor` is what the daemon talks to; :class:`LocalProcessExecutor`
 runs each batch in its own ``spawn``-ed worker process, at most
 ``max_parallel`` at once and at most one per configured device. A
-distributed backend implements the same four methods.
+distributed backend implements the same methods
+(:class:`piu_engine.service.ray_executor.RayExecutor`, ``[executor] kind = "ray"``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from piu_engine.service.worker import RunTask
 
 
 FINAL = ("done", "interrupted", "error")
+
+
+class ExecutorUnavailable(RuntimeError):
+    """The configured executor backend cannot be used (package missing, cluster unreachable)."""
 
 
 @dataclass
@@ -170,3 +175,15 @@ class LocalProcessExecutor:
 
     def running(self) -> list[str]:
         return list(self.slots)
+
+
+def create_executor(cfg, settings) -> Executor:
+    """The backend ``[executor] kind`` names; ``ray`` connects now (:class:`ExecutorUnavailable` if it cannot)."""
+    from piu_engine.service.executor_settings import executor_config
+
+    ex = executor_config(cfg)
+    if ex.kind == "ray":
+        from piu_engine.service.ray_executor import RayExecutor
+
+        return RayExecutor(ex, settings.max_parallel, cfg.base_dir).connect()
+    return LocalProcessExecutor(settings.max_parallel, settings.devices)

@@ -1,7 +1,8 @@
 """Child-process entry point: one unlearning run (one coalesced batch).
 
 Runs :func:`piu_engine.forget.run_forget` and streams what happens back to
-the daemon over a multiprocessing queue as plain tuples:
+the daemon as plain tuples (over a multiprocessing queue for local workers;
+:func:`execute` is the part every executor backend shares):
 ``("event", batch_id, dict)``, ``("done", batch_id, outcome dict)``,
 ``("interrupted", batch_id, "")`` or ``("error", batch_id, message)``.
 The worker never touches the state database.
@@ -16,7 +17,7 @@ import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass
@@ -57,15 +58,21 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def main(task: RunTask, queue, stop_event, parent_pid: int) -> None:
+    """Entry point of a local worker process (:class:`LocalProcessExecutor`)."""
     _die_with_parent(parent_pid)
     os.umask(0o027)
     stop_flag = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the daemon, which asks us to stop
     signal.signal(signal.SIGTERM, lambda *_: stop_flag.set())
+    try:
+        execute(task, queue.put, lambda: stop_flag.is_set() or stop_event.is_set())
+    finally:
+        sys.stdout.flush()
 
-    def should_stop() -> bool:
-        return stop_flag.is_set() or stop_event.is_set()
 
+def execute(task: RunTask, put: Callable[[tuple], Any], should_stop: Callable[[], bool]) -> tuple:
+    """Run ``task``: progress goes to ``put`` as ``("event", ...)`` tuples, and the final
+    message is both ``put`` and returned. Shared by every executor backend."""
     last = {"t": 0.0, "phase": None}
 
     def on_event(ev) -> None:
@@ -77,7 +84,7 @@ def main(task: RunTask, queue, stop_event, parent_pid: int) -> None:
         last["t"], last["phase"] = now, ev.phase
         d = ev.to_dict()
         d["fraction"] = ev.fraction
-        queue.put(("event", task.batch_id, d))
+        put(("event", task.batch_id, d))
 
     try:
         from piu_engine.config import with_engine
@@ -96,11 +103,11 @@ def main(task: RunTask, queue, stop_event, parent_pid: int) -> None:
         try:
             outcome = run_forget(cfg, request, Path(task.parent_weights), Path(task.out_weights), on_event, should_stop)
         except Interrupted:
-            queue.put(("interrupted", task.batch_id, ""))
-            return
-        queue.put(("done", task.batch_id, asdict(outcome)))
+            final: tuple = ("interrupted", task.batch_id, "")
+        else:
+            final = ("done", task.batch_id, asdict(outcome))
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the daemon as text
         tb = traceback.format_exc(limit=20)
-        queue.put(("error", task.batch_id, f"{type(exc).__name__}: {exc}\n{tb}"))
-    finally:
-        sys.stdout.flush()
+        final = ("error", task.batch_id, f"{type(exc).__name__}: {exc}\n{tb}")
+    put(final)
+    return final
