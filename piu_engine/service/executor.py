@@ -38,38 +38,9 @@ class Executor(Protocol):
     def submit(self, task: RunTask) -> str:
         """Start ``task``; returns the device it runs on."""
 
-    def _take(self, block: bool, timeout: float, out: list[ExecMessage]) -> None:
-        kind, batch_id, payload = self.queue.get(block, timeout)
-        out.append(ExecMessage(kind, batch_id, payload))
-        if kind in FINAL and batch_id in self.slots:
-            self.slots[batch_id].ended = True
-
     def poll(self, timeout: float) -> list[ExecMessage]:
-        out: list[ExecMessage] = []
-        try:
-            self._take(True, timeout, out)
-            while True:
-                self._take(False, 0, out)
-        except queue_mod.Empty:
-            pass
-        # Reap finished processes; one that died without a final message crashed (or was cancelled).
-        for batch_id, slot in list(self.slots.items()):
-            if slot.process.is_alive():
-                continue
-            try:  # its final message may still be in the pipe
-                while not slot.ended:
-                    self._take(True, 0.5, out)
-            except queue_mod.Empty:
-                pass
-            if not slot.ended:
-                if slot.cancelled:
-                    out.append(ExecMessage("cancelled", batch_id, "cancelled"))
-                else:
-                    out.append(ExecMessage("crashed", batch_id,
-                                           f"worker process exited with code {slot.process.exitcode}"))
-            slot.process.join(timeout=1)
-            del self.slots[batch_id]
-        return out
+        """Messages from running tasks (waiting up to ``timeout`` for the first);
+        a task that died without a final message yields 'crashed' or 'cancelled'."""
 
     def cancel(self, batch_id: str) -> None:
         """Stop a task now (it ends with a 'cancelled' message)."""
