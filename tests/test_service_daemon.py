@@ -354,6 +354,28 @@ def test_sigterm_mid_job_exits_cleanly_and_resumes_and_cancel_retry(ws, daemons)
         assert [(v.version, v.parent) for v in rd.versions("synthetic")] == [(0, None), (1, 0)]
 
 
+def test_whole_manifests_are_taken_without_waiting_to_settle(ws, daemons):
+    """Renamed-in and closed-and-parsable files skip settle_seconds; a half-written one waits."""
+    set_service(ws, settle_seconds=60.0, rescan_seconds=60.0)
+    d = daemons(ws)
+    daemon_up(ws, d)
+    drop(ws, "renamed.json", manifest("renamed-in", "person-0001"))
+    wait_for(lambda: job(ws, "renamed-in"), 20, "the renamed-in manifest", d)
+
+    half = ws / "jobs" / "in-place.json"
+    text = json.dumps(manifest("in-place", "person-0002"))
+    with open(half, "w") as fh:  # a writer that appends in two opens
+        fh.write(text[:20])
+    time.sleep(2.0)
+    assert half.exists() and job(ws, "in-place") is None  # unparsable and unsettled: left alone
+    with open(half, "a") as fh:
+        fh.write(text[20:])
+    wait_for(lambda: job(ws, "in-place"), 20, "the completed in-place manifest", d)
+    assert not list((ws / "jobs/rejected").glob("*.json"))
+    wait_for(lambda: done_or_failed(ws, "in-place") and done_or_failed(ws, "renamed-in"), what="both jobs", daemon=d)
+    assert job_state(ws, "in-place") == job_state(ws, "renamed-in") == "done"
+
+
 def test_200_manifests_at_once_are_all_accounted_for_and_coalesced(ws, daemons, tmp_path):
     set_service(ws, batch_size=100)
     d = daemons(ws)

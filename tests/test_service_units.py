@@ -161,6 +161,26 @@ def test_gate_missing_metrics_are_not_gated():
 
 
 # ---------------------------------------------------------------- spool and state
+def test_arrivals_vouch_only_for_unchanged_whole_files(tmp_path):
+    from piu_engine.service.arrivals import CLOSED, MOVED, Arrivals
+
+    sp = Spool(tmp_path / "jobs").ensure()
+    arr = Arrivals(max_bytes=1000)
+    sp.submit("a.json", b'{"x": 1}')
+    (sp.root / "b.json").write_text('{"x": ')
+    arr.note(str(sp.root / "a.json"), MOVED)
+    arr.note(str(sp.root / "b.json"), CLOSED)
+    assert [p.name for p in sp.incoming(3600.0, whole=arr.is_whole)] == ["a.json"]  # b does not parse
+    (sp.root / "b.json").write_text('{"x": 2}')
+    assert [p.name for p in sp.incoming(3600.0, whole=arr.is_whole)] == ["a.json"]  # b changed since noted
+    arr.note(str(sp.root / "b.json"), CLOSED)
+    assert sorted(p.name for p in sp.incoming(3600.0, whole=arr.is_whole)) == ["a.json", "b.json"]
+    with open(sp.root / "a.json", "a") as fh:  # rewritten after the rename: back to the settle rule
+        fh.write(" ")
+    arr.drop("b.json")
+    assert sp.incoming(3600.0, whole=arr.is_whole) == []
+
+
 def test_spool_claim_reject_and_settle(tmp_path):
     sp = Spool(tmp_path / "jobs").ensure()
     sp.submit("a.json", b"{}")

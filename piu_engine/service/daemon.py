@@ -31,6 +31,7 @@ from typing import Any
 
 from piu_engine.config import Config
 from piu_engine.service import control, gate as gate_mod
+from piu_engine.service.arrivals import CLOSED, MOVED, Arrivals
 from piu_engine.service.executor import ExecMessage, Executor, create_executor
 from piu_engine.service.fsutil import UMASK
 from piu_engine.service.manifest import IdentityCache, ManifestError, check_manifest, parse_json, read_manifest_bytes
@@ -81,6 +82,8 @@ class Daemon:
         self.lock_wait = lock_wait
         self.identities = IdentityCache(cfg, self.ws.preset)
         self.wake = threading.Event()
+        self.arrivals = Arrivals(self.s.max_manifest_bytes)
+        self._settle_due: float | None = None  # when the next unsettled file may be taken
         self.stopping = False
         self.batches: dict[str, Batch] = {}
         self.ended: dict[str, str] = {}  # jobs that reached a final state during this run
@@ -159,10 +162,18 @@ class Daemon:
             from watchdog.observers.polling import PollingObserver
         except ImportError:  # pragma: no cover - watchdog is a dependency; the timer rescan still works
             return None
-        wake = self.wake
+        wake, arrivals = self.wake, self.arrivals
 
         class Hint(FileSystemEventHandler):
             def on_any_event(self, event):  # noqa: D401 - watchdog callback
+                if not event.is_directory:
+                    if event.event_type == "moved":
+                        arrivals.drop(event.src_path)
+                        arrivals.note(event.dest_path, MOVED)
+                    elif event.event_type == "closed":
+                        arrivals.note(event.src_path, CLOSED)
+                    elif event.event_type in ("created", "modified", "deleted"):
+                        arrivals.drop(event.src_path)
                 wake.set()
 
         observer = PollingObserver(timeout=1.0) if self.polling else Observer()
@@ -208,7 +219,8 @@ class Daemon:
         last_beat = 0.0
         while not self.stopping:
             now = time.monotonic()
-            if self.wake.is_set() or now - last_scan >= self.s.rescan_seconds:
+            due = self._settle_due is not None and now >= self._settle_due
+            if self.wake.is_set() or due or now - last_scan >= self.s.rescan_seconds:
                 self.wake.clear()
                 more = self.ingest()
                 last_scan = time.monotonic()
@@ -223,7 +235,8 @@ class Daemon:
             else:
                 if self.mode == "batch" and self._drained():
                     break
-                self.wake.wait(0.2)
+                wait = 0.2 if self._settle_due is None else max(0.0, min(0.2, self._settle_due - time.monotonic()))
+                self.wake.wait(wait)
             if time.monotonic() - last_beat >= 1.0:
                 self._heartbeat("running")
                 last_beat = time.monotonic()
@@ -260,16 +273,17 @@ class Daemon:
     # -- intake ---------------------------------------------------------------
     def ingest(self, limit: int = 500) -> bool:
         """Claim and check complete manifests; True when more are waiting."""
-        files = self.spool.incoming(self.s.settle_seconds)
+        files = self.spool.incoming(self.s.settle_seconds, whole=self.arrivals.is_whole)
         for path in files[:limit]:
+            self.arrivals.drop(path.name)
             claimed = self.spool.claim(path)
             if claimed is not None:
                 self.process_claimed(claimed)
         settling = len(files) < limit and any(self.spool.incoming(0.0))
         if files or settling:
             self._arrival()
-        if settling:
-            self.wake.set()  # files still settling: come back soon
+        # Files still being written: look again soon, without spinning.
+        self._settle_due = time.monotonic() + min(0.05, self.s.settle_seconds) if settling else None
         return len(files) > limit
 
     def _arrival(self) -> None:

@@ -10,7 +10,8 @@
     jobs/done/ID/                 report.json, report.txt, manifest.json
     jobs/failed/ID/, jobs/cancelled/ID/   the same for jobs that did not produce a version
 
-Only complete ``*.json`` files are taken: not hidden, and unchanged for
+Only complete ``*.json`` files are taken: not hidden, and either known whole
+(renamed in, or closed and parsable: see :mod:`.arrivals`) or unchanged for
 ``settle_seconds`` (so even a writer that does not rename is read whole).
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ import secrets
 import stat
 import time
 from pathlib import Path
+from typing import Callable
 
 from piu_engine.service.fsutil import FILE_MODE, move, private_dir, write_private
 
@@ -41,8 +43,12 @@ class Spool:
         return self
 
     # -- incoming -------------------------------------------------------
-    def incoming(self, settle_seconds: float = 0.0, now: float | None = None) -> list[Path]:
-        """Complete ``*.json`` files waiting in the spool, oldest first."""
+    def incoming(self, settle_seconds: float = 0.0, now: float | None = None,
+                 whole: Callable[[str, os.stat_result], bool] | None = None) -> list[Path]:
+        """Complete ``*.json`` files waiting in the spool, oldest first.
+
+        ``whole(path, stat)`` may vouch for a file that has not settled yet.
+        """
         now = time.time() if now is None else now
         found = []
         try:
@@ -56,7 +62,7 @@ class Spool:
                 st = e.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
-            if now - st.st_mtime < settle_seconds:
+            if now - st.st_mtime < settle_seconds and not (whole and whole(e.path, st)):
                 continue  # still being written (or just renamed in: harmless wait)
             found.append((st.st_mtime, e.name))
         return [self.root / name for _, name in sorted(found)]
