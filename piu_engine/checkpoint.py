@@ -30,10 +30,30 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+PRIVATE_DIR_MODE = 0o750  # caches, models and state hold people's photos or what was learnt from them
+
+
+def private_dirs(path: Path) -> Path:
+    """Create ``path`` and its missing parents readable by the owner and group only."""
+    path = Path(path)
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:
+            continue
+        os.chmod(d, PRIVATE_DIR_MODE)  # whatever the umask
+    return path
+
+
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o640) -> None:
     """Write ``data`` to ``path`` so that a crash leaves the old file or the new one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -206,6 +206,10 @@ def test_init_and_model_import_through_the_cli(tmp_path, capsys):
     for d in ("jobs", ".piu/state", ".piu/models"):
         assert (target / d).is_dir() and os.stat(target / d).st_mode & 0o777 == 0o750
     config = str(target / "config.toml")
+    from piu_engine.config import load_config
+    from piu_engine.service.executor_settings import executor_config
+
+    assert executor_config(load_config(config)).kind == "local"  # the section is written, and valid
 
     class Evil:
         def __reduce__(self):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -161,6 +162,29 @@ def test_gate_missing_metrics_are_not_gated():
 
 
 # ---------------------------------------------------------------- spool and state
+def test_private_dirs_whatever_the_umask_and_uncollected_replies_are_swept(tmp_path):
+    from piu_engine.checkpoint import atomic_write_bytes
+    from piu_engine.service import control
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "cache" / "images" / "x.pt", b"photos")
+    finally:
+        os.umask(old)
+    for d in (tmp_path / "cache", tmp_path / "cache" / "images"):
+        assert stat.S_IMODE(os.stat(d).st_mode) == 0o750, d
+    assert stat.S_IMODE(os.stat(tmp_path / "cache" / "images" / "x.pt").st_mode) == 0o640
+
+    ctl = tmp_path / "control"
+    ctl.mkdir()
+    (ctl / "old.res.json").write_text("{}")
+    (ctl / "new.res.json").write_text("{}")
+    (ctl / "pending.req.json").write_text("{}")
+    os.utime(ctl / "old.res.json", (time.time() - 120, time.time() - 120))
+    assert [p.name for p in control.sweep(ctl, older_than=60)] == ["old.res.json"]
+    assert sorted(p.name for p in ctl.iterdir()) == ["new.res.json", "pending.req.json"]
+
+
 def test_arrivals_vouch_only_for_unchanged_whole_files(tmp_path):
     from piu_engine.service.arrivals import CLOSED, MOVED, Arrivals
 

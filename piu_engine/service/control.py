@@ -40,6 +40,21 @@ def answer(req: Path, handler: Callable[[str, dict[str, Any]], dict[str, Any]]) 
     req.unlink(missing_ok=True)
 
 
+def sweep(control_dir: Path, older_than: float, now: float | None = None) -> list[Path]:
+    """Daemon side: delete answers nobody collected (their caller gave up waiting)."""
+    now = time.time() if now is None else now
+    removed = []
+    if control_dir.is_dir():
+        for p in control_dir.iterdir():
+            try:
+                if p.name.endswith(".res.json") and now - p.stat().st_mtime > older_than:
+                    p.unlink()
+                    removed.append(p)
+            except FileNotFoundError:
+                continue
+    return removed
+
+
 def call(ws: Workspace, op: str, args: dict[str, Any],
          direct: Callable[[str, dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
     """Apply ``op`` directly under the lock, or through the running daemon."""

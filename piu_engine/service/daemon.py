@@ -223,6 +223,7 @@ class Daemon:
             if self.wake.is_set() or due or now - last_scan >= self.s.rescan_seconds:
                 self.wake.clear()
                 more = self.ingest()
+                control.sweep(self.spool.control, 2 * self.s.control_timeout_seconds)
                 last_scan = time.monotonic()
                 if more:
                     self.wake.set()

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from piu_engine.checkpoint import ChecksumError, sha256_file
-from piu_engine.service.fsutil import move, private_dir
+from piu_engine.service.fsutil import move, private_dirs
 from piu_engine.service.state import StateStore, VersionRow
 
 
@@ -30,9 +30,9 @@ class Registry:
         self.incoming = self.root / ".incoming"  # `piu train` / `piu model import` output awaiting registration
 
     def ensure(self) -> "Registry":
-        private_dir(self.root)
-        private_dir(self.staging)
-        private_dir(self.incoming)
+        private_dirs(self.root)
+        private_dirs(self.staging)
+        private_dirs(self.incoming)
         return self
 
     def relpath(self, dataset: str, version: int) -> str:
@@ -52,7 +52,7 @@ class Registry:
         dst = self.root / rel
         if dst.parent.exists():  # an orphan left by a crash before the DB recorded it
             shutil.rmtree(dst.parent)
-        private_dir(dst.parent)
+        private_dirs(dst.parent)
         move(staged, dst)
         return rel
 

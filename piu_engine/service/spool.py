@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from piu_engine.service.fsutil import FILE_MODE, move, private_dir, write_private
+from piu_engine.service.fsutil import FILE_MODE, move, private_dirs, write_private
 
 TERMINAL_DIRS = ("done", "failed", "cancelled")
 
@@ -39,7 +39,7 @@ class Spool:
     def ensure(self) -> "Spool":
         for d in (self.root, self.claimed, self.control, self.accepted, self.rejected,
                   *(self.root / t for t in TERMINAL_DIRS)):
-            private_dir(d)
+            private_dirs(d)
         return self
 
     # -- incoming -------------------------------------------------------
@@ -114,7 +114,7 @@ class Spool:
 
     def finish(self, state: str, request_id: str, files: dict[str, str | bytes]) -> Path:
         """Write a terminal job folder (report, manifest) and drop stale ones."""
-        out = private_dir(self.job_dir(state, request_id))
+        out = private_dirs(self.job_dir(state, request_id))
         for name, data in files.items():
             write_private(out / name, data)
         for other in TERMINAL_DIRS:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from piu_engine.service.fsutil import FILE_MODE, private_dir
+from piu_engine.service.fsutil import FILE_MODE, private_dirs
 
 SCHEMA_VERSION = 1
 JOB_STATES = ("queued", "running", "done", "failed", "rejected", "cancelled")
@@ -382,7 +382,7 @@ class StateStore(_Queries):
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        private_dir(self.path.parent)
+        private_dirs(self.path.parent)
         old_umask = os.umask(0o027)
         try:
             self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)

@@ -15,7 +15,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from piu_engine.config import Config
-from piu_engine.service.fsutil import private_dir, write_private
+from piu_engine.service.fsutil import private_dirs, write_private
 from piu_engine.service.settings import ServiceConfig, service_config
 from piu_engine.service.spool import Spool
 
@@ -53,8 +53,8 @@ class Workspace:
         return Spool(self.jobs_dir)
 
     def ensure(self) -> "Workspace":
-        private_dir(self.state_dir)
-        private_dir(self.models_dir)
+        private_dirs(self.state_dir)
+        private_dirs(self.models_dir)
         self.spool().ensure()
         return self
 
@@ -72,7 +72,7 @@ class InstanceLock:
     def __init__(self, ws: Workspace, role: str):
         self.ws = ws
         self.role = role
-        private_dir(ws.state_dir)
+        private_dirs(ws.state_dir)
         self.lock = FileLock(str(ws.lock_path), timeout=0)
 
     def holder(self) -> str:
@@ -133,6 +133,11 @@ max_attempts = 3
 max_manifest_bytes = 65536
 max_forget_share = 0.25        # most training identities one request may name
 keep_versions = 0              # model files kept besides v0 and current; 0 = all
+
+[executor]
+kind = "local"                 # local: worker processes on this machine | ray: one Ray task per run
+# address = "auto"             # ray: "auto", "HOST:6379" or "ray://HOST:10001"
+# num_gpus = 1.0               # ray: GPUs one run reserves (0 on CPU-only clusters)
 
 [service.gate]
 enabled = true
