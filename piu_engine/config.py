@@ -94,7 +94,7 @@ class BenchConfig:
     dataset: str = "synthetic"
     preset: str = "default"
     methods: tuple[str, ...] = (
-        "retrain", "piu-fr", "finetune", "cf-k", "neggrad", "advanced-neggrad",
+        "retrain", "piu-fr", "piu-fr-paper", "finetune", "cf-k", "neggrad", "advanced-neggrad",
         "neggrad-plus", "scrub", "random-label", "bad-teacher",
     )
     seeds: int = 1

@@ -10,7 +10,7 @@ from piu_engine.events import Interrupted
 from piu_engine.methods import METHODS, get_method, validate_overrides
 from piu_engine.model import state_fingerprint
 
-EXPECTED = {"piu-fr", "retrain", "finetune", "cf-k", "neggrad", "advanced-neggrad", "neggrad-plus",
+EXPECTED = {"piu-fr", "piu-fr-paper", "retrain", "finetune", "cf-k", "neggrad", "advanced-neggrad", "neggrad-plus",
             "scrub", "random-label", "bad-teacher"}
 
 
@@ -102,3 +102,29 @@ def test_piu_fr_lowers_the_forget_sets_mia(tiny_bench):
         after.append(wb.evaluate(run.model, splits, seed)["mia"])
     assert min(before) > 0.7, before
     assert sum(after) / 2 < sum(before) / 2 - 0.1, (before, after)
+
+
+def test_piu_fr_early_stop_ends_stage1_at_a_check_and_says_so(tiny_bench):
+    """The rule reads the training passes; a rule that is met at once stops
+    after the first epoch's check, and the phase's last event reports why."""
+    from dataclasses import replace
+
+    from piu_engine.train import RunControl
+
+    wb, splits, original = tiny_bench
+    events = []
+    saved = wb.control
+    wb.control = replace(saved, on_event=events.append)
+    try:
+        wb.run_method("piu-fr", original, splits, 0, overrides={
+            "early_stop": True, "early_stop_tolerance": 0.5, "early_stop_max_acc_drop": 1.0, "epochs": 3})
+    finally:
+        wb.control = saved
+    done = [e for e in events if e.phase == "piu-fr:stage1" and "early_stopped_at_step" in e.metrics]
+    assert len(done) == 1 and done[0].metrics["early_stopped_at_step"] == done[0].steps, done  # after epoch 1
+    assert 0 <= done[0].metrics["membership_gap"] <= 0.5 and 0 <= done[0].metrics["unseen_acc"] <= 1
+    with pytest.raises(ConfigError, match="needs augment = false"):
+        validate_overrides("piu-fr", {"early_stop": True, "augment": True})
+    with pytest.raises(ConfigError, match="train_layers must be one of"):
+        validate_overrides("piu-fr", {"train_layers": "layer9"})
+    assert isinstance(saved, RunControl)

@@ -7,8 +7,9 @@ identically for all methods.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -82,6 +83,20 @@ class MethodSpec:
             if problem:
                 raise ConfigError(f"{key}: {problem}")
         return params
+
+
+@contextmanager
+def trainable_only(model: nn.Module, prefixes: tuple[str, ...] | None) -> Iterator[list[nn.Parameter]]:
+    """Freeze every parameter whose name does not start with one of ``prefixes``
+    (None: train all) and yield the trainable ones; restore on exit. Frozen
+    early layers also skip their share of the backward pass."""
+    for name, param in model.named_parameters():
+        param.requires_grad_(prefixes is None or name.startswith(prefixes))
+    try:
+        yield [q for q in model.parameters() if q.requires_grad]
+    finally:
+        for param in model.parameters():
+            param.requires_grad_(True)
 
 
 def cycle_batches(idx: torch.Tensor, batch_size: int, gen: torch.Generator):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from piu_engine.methods.base import MethodSpec, UnlearnContext, positive
+from piu_engine.methods.base import MethodSpec, UnlearnContext, positive, trainable_only
 from piu_engine.presets import TrainRecipe
 from piu_engine.train import fit
 
@@ -33,13 +33,8 @@ TRAINABLE_CF_K = ("layer3.", "layer4.", "fc.")
 
 
 def run_cf_k(ctx: UnlearnContext, p: FinetuneParams):
-    for name, param in ctx.model.named_parameters():
-        param.requires_grad_(name.startswith(TRAINABLE_CF_K))
-    try:
+    with trainable_only(ctx.model, TRAINABLE_CF_K):
         fit(ctx.model, ctx.data, ctx.splits.retain, _recipe(p), ctx.seed + 3, ctx.control, phase="cf-k")
-    finally:
-        for param in ctx.model.parameters():
-            param.requires_grad_(True)
     return ctx.model
 
 
