@@ -22,7 +22,7 @@ import torch
 
 from piu_engine.bench import run_bench
 from piu_engine.commands.bench import COLUMNS, fmt
-from piu_engine.config import parse
+from piu_engine.config import BenchConfig, parse
 
 
 class UtilisationSampler(threading.Thread):
@@ -46,8 +46,7 @@ class UtilisationSampler(threading.Thread):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--methods", default="retrain,piu-fr,finetune,cf-k,neggrad,advanced-neggrad,neggrad-plus,"
-                                         "scrub,random-label,bad-teacher")
+    ap.add_argument("--methods", default=",".join(BenchConfig.methods), help="default: every method")
     ap.add_argument("--preset", default="paper")
     ap.add_argument("--cache-dir", default="/tmp/piu-gpu-cache")
     ap.add_argument("--device", default="cuda", help="cuda (default); cpu only to check the script itself")
