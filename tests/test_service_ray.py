@@ -9,6 +9,7 @@ the suite keeps the local executor.
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import socket
@@ -61,12 +62,15 @@ def ray_cluster():
 
 
 def use_ray(ws: Path, address: str, **extra) -> None:
-    lines = ["", "[executor]", 'kind = "ray"', f"address = {json.dumps(address)}", "num_gpus = 0", "num_cpus = 1"]
+    """Edit the [executor] section `piu init` wrote, as an admin would."""
+    lines = ['kind = "ray"', f"address = {json.dumps(address)}", "num_gpus = 0", "num_cpus = 1"]
     resources = extra.pop("resources", {"GPU_fake": 1})
     lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
     lines.append("resources = {" + ", ".join(f"{k} = {v}" for k, v in resources.items()) + "}")
-    with open(ws / "config.toml", "a") as fh:
-        fh.write("\n".join(lines) + "\n")
+    text = (ws / "config.toml").read_text()
+    text, n = re.subn(r'(?m)^kind = "local".*$', "\n".join(lines), text, count=1)
+    assert n == 1
+    (ws / "config.toml").write_text(text)
 
 
 # ------------------------------------------------------------------------------ units

@@ -40,7 +40,7 @@ class ServiceConfig:
     preset: str = ""  # scale preset of the served models; "" = bench.preset
     polling: bool = False  # poll jobs/ instead of inotify (network filesystems)
     rescan_seconds: float = 5.0  # full rescan of jobs/ this often, whatever the watcher says
-    settle_seconds: float = 0.5  # a *.json file is taken once unchanged this long
+    settle_seconds: float = 0.5  # a file not known whole (see arrivals) is taken once unchanged this long
     max_parallel: int = 1  # unlearning runs at once (one worker process each)
     devices: tuple[str, ...] = ()  # one run per device, e.g. ["cuda:0", "cuda:1"]; () = engine.device
     batch_size: int = 16  # most requests coalesced into one unlearning run
