@@ -3,9 +3,11 @@
 Both train the same ResNet-18 with the same batch size on the same images
 already in memory. PIU's loop adds what the product really does per step:
 index-gather from the uint8 store, conversion, on-device augmentation. Target:
-at least 90% of bare. Prints a table; --json writes the numbers.
+at least 90% of bare. Prints a table, the data path's share of a step, and
+with --profile torch.profiler's top operators of PIU's loop; --json writes
+the numbers.
 
-    python benchmarks/throughput.py [--size 32] [--batch 64] [--steps 30] [--json out.json]
+    python benchmarks/throughput.py [--size 32] [--batch 64] [--steps 30] [--profile] [--json out.json]
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import time
 import _common  # noqa: F401  (puts the repo on sys.path)
 import torch
 
+from piu_engine.config import EngineConfig
 from piu_engine.data.synthetic import generate
+from piu_engine.device import pick_device
 from piu_engine.data.types import Task
 from piu_engine.losses import task_loss
 from piu_engine.model import build_model
@@ -40,9 +44,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--images", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--profile", action="store_true", help="print torch.profiler's top operators of PIU's loop")
     ap.add_argument("--json")
     args = ap.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(EngineConfig())  # as the product picks it (flush-denormal settings included)
     amp = device.type == "cuda"
     ds = generate(args.images // 8, 0, 1, 8, args.size, seed=0)
     data = TensorData.from_dataset(ds, device)
@@ -85,9 +90,17 @@ def main() -> None:
             x, y = data.batch(b, augment=True, gen=gen)
             step(x, y)
 
+    def data_path(steps: int) -> None:
+        """PIU's per-step data work alone: gather, convert, augment."""
+        gen = make_generator(device, 0)
+        for _ in range(steps):
+            b = torch.randint(0, len(ds), (args.batch,), generator=gen, device=device)
+            data.batch(b, augment=True, gen=gen)
+
     rows, results = [], {}
     bare_t = min(timed(bare, args.steps, device) for _ in range(args.repeats))
     piu_t = min(timed(piu, args.steps, device) for _ in range(args.repeats))
+    data_t = min(timed(data_path, args.steps, device) for _ in range(args.repeats))
     for name, t in (("bare PyTorch (no augmentation)", bare_t), ("PIU loop (store + augmentation)", piu_t)):
         ips = args.steps * args.batch / t
         results[name] = ips
@@ -95,9 +108,17 @@ def main() -> None:
     _common.print_table(["loop", "images/s", "vs bare"], rows,
                         f"Training throughput, ResNet-18, {args.size}px, batch {args.batch}, {device} "
                         f"({_common.machine()})")
+    print(f"data path alone (gather, convert, augment): {1000 * data_t / args.steps:.1f} ms per step, "
+          f"{100 * data_t / piu_t:.0f}% of PIU's step; model step {1000 * bare_t / args.steps:.1f} ms")
+    ratio = bare_t / piu_t
+    print(f"target PIU loop >= 90% of bare: {ratio:.2f} -> {'met' if ratio >= 0.9 else 'NOT met'}")
+    if args.profile:
+        with torch.profiler.profile() as prof:
+            piu(max(5, args.steps // 3))
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     _common.write_json(args.json, {"device": str(device), "machine": _common.machine(), "size": args.size,
                                    "batch": args.batch, "steps": args.steps, "images_per_second": results,
-                                   "ratio": piu_t and bare_t / piu_t})
+                                   "data_path_seconds_per_step": data_t / args.steps, "ratio": ratio})
 
 
 if __name__ == "__main__":
