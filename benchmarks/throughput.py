@@ -113,7 +113,10 @@ def main() -> None:
     ratio = bare_t / piu_t
     print(f"target PIU loop >= 90% of bare: {ratio:.2f} -> {'met' if ratio >= 0.9 else 'NOT met'}")
     if args.profile:
-        with torch.profiler.profile() as prof:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities) as prof:
             piu(max(5, args.steps // 3))
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     _common.write_json(args.json, {"device": str(device), "machine": _common.machine(), "size": args.size,

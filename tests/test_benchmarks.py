@@ -44,7 +44,8 @@ def test_gpu_benchmark_script_runs_on_cpu_with_tiny(tmp_path):
 
 def test_service_benchmark_on_tiny(tmp_path):
     out = tmp_path / "s.json"
-    proc = run_script("service.py", "--latency-samples", "2", "--requests", "3", "--json", str(out))
+    proc = run_script("service.py", "--preset", "tiny", "--latency-samples", "2", "--requests", "3",
+                      "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
     assert len(data["latency_seconds"]) == 2 and data["p50"] > 0
