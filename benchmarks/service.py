@@ -181,8 +181,8 @@ def main() -> None:
         ["separate / coalesced", f"{many / one:.1f}x"],
     ], f"Service benchmark, {args.preset} preset ({_common.machine()})")
     print(f"target claim p50 < 0.5 s: {'met' if p50 < 0.5 else 'NOT met'}")
-    _common.write_json(args.json, {"machine": _common.machine(), "preset": args.preset, "latency_seconds": lat, "p50": p50, "p95": p95,
-                                   "requests": n, "coalesced_seconds": one, "coalesced_runs": runs_one,
+    _common.write_json(args.json, {"machine": _common.machine(), "preset": args.preset, "latency_seconds": lat,
+                                   "p50": p50, "p95": p95, "requests": n, "coalesced_seconds": one, "coalesced_runs": runs_one,
                                    "separate_seconds": many, "separate_runs": runs_many, "ratio": many / one})
 
 

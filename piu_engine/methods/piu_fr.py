@@ -61,10 +61,10 @@ class PiuFrParams:
     stage2_epochs: int = 2
     stage2_lr: float = 0.01
     stage2_momentum: float = 0.9
-    early_stop: bool = False  # stop stage 1 once MIA(forget vs unseen-unlearn sample) ~ 0.5
+    early_stop: bool = False  # stop stage 1 once MIA(forget vs paired unseen) ~ 0.5 (see EarlyStop)
     early_stop_tolerance: float = 0.03
     early_stop_every: int = 0  # steps between checks (each reads the last epoch's passes); 0 = once per epoch
-    early_stop_max_acc_drop: float = 0.05  # ... and accuracy on them within this of the original's (the gate's default)
+    early_stop_max_acc_drop: float = 0.05  # ... and unseen accuracy this close to the original's (as the gate)
 
     def check(self):
         if self.early_stop_tolerance < 0 or self.early_stop_max_acc_drop < 0:
