@@ -66,3 +66,28 @@ def state_fingerprint(model: nn.Module) -> float:
     """A cheap scalar summary of the weights, for 'did it change' checks."""
     with torch.no_grad():
         return float(sum(p.double().abs().sum() for p in model.parameters()))
+
+
+RESNET_STAGES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
+def split_resnet(model: nn.Module, first_trained: str):
+    """(trunk, head) of a torchvision ResNet at stage ``first_trained``.
+
+    ``head(trunk(x)) == model(x)``. When everything before ``first_trained`` is
+    frozen, its output for a fixed image never changes, so a method can run
+    the trunk once per image and only the head per step.
+    """
+    k = RESNET_STAGES.index(first_trained)
+
+    def trunk(x: torch.Tensor) -> torch.Tensor:
+        for name in RESNET_STAGES[:k]:
+            x = getattr(model, name)(x)
+        return x
+
+    def head(h: torch.Tensor) -> torch.Tensor:
+        for name in RESNET_STAGES[k:]:
+            h = getattr(model, name)(h)
+        return model.fc(torch.flatten(model.avgpool(h), 1))
+
+    return trunk, head

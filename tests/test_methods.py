@@ -128,3 +128,17 @@ def test_piu_fr_early_stop_ends_stage1_at_a_check_and_says_so(tiny_bench):
     with pytest.raises(ConfigError, match="train_layers must be one of"):
         validate_overrides("piu-fr", {"train_layers": "layer9"})
     assert isinstance(saved, RunControl)
+
+
+def test_piu_fr_runs_only_the_trained_blocks_on_cached_features_of_the_same_network(tiny_bench):
+    """PIU-FR's fast path: head(trunk(x)) is the model, so features of the
+    frozen blocks can be computed once per image."""
+    from piu_engine.model import split_resnet
+
+    wb, _, original = tiny_bench
+    x, _ = wb.data.batch(torch.arange(8, device=wb.device))
+    original.eval()
+    with torch.no_grad():
+        for stage in ("layer3", "layer4"):
+            trunk, head = split_resnet(original, stage)
+            torch.testing.assert_close(head(trunk(x)), original(x))

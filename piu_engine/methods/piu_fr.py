@@ -37,6 +37,7 @@ from piu_engine.data.splits import label_matched_partners
 from piu_engine.losses import distill_kl, predictions_correct, task_loss
 from piu_engine.methods.base import MethodSpec, UnlearnContext, positive, trainable_only
 from piu_engine.metrics import mia
+from piu_engine.model import split_resnet
 from piu_engine.presets import TrainRecipe
 from piu_engine.tensors import index_batches, n_batches
 from piu_engine.train import fit, sgd
@@ -44,11 +45,13 @@ from piu_engine.train import fit, sgd
 TRAIN_LAYERS = {"all": None, "layer3": ("layer3.", "layer4.", "fc."), "layer4": ("layer4.", "fc.")}
 
 
+
 @dataclass(frozen=True)
 class PiuFrParams:
-    epochs: int = 4
-    lr: float = 0.01
+    epochs: int = 6
+    lr: float = 0.02
     momentum: float = 0.9
+    cosine: bool = True  # decay lr to 0 over stage 1 (ends settled, not mid-swing)
     temperature: float = 1.0
     batch_size: int = 64
     alternate: bool = False  # s_b = +1, -1, +1, ... on the distillation term (the published recipe)
@@ -89,6 +92,7 @@ class PaperPiuFrParams(PiuFrParams):
     epochs: int = 10
     lr: float = 0.001
     momentum: float = 0.0
+    cosine: bool = False
     temperature: float = 4.0
     alternate: bool = True
     forget_ascent: float = 0.0
@@ -139,6 +143,25 @@ def train_mode(model, freeze_bn: bool) -> None:
                 m.eval()
 
 
+def _step_inputs(ctx: UnlearnContext, p: PiuFrParams, forget: torch.Tensor, unseen: torch.Tensor, gen):
+    """(network, forget inputs, unseen inputs) for each step's batch slice.
+
+    Without augmentation and with frozen BatchNorm, the frozen blocks map each
+    image to the same features at every step: they run once here, and each
+    step runs only the trained blocks, a several-fold cheaper step.
+    """
+    data = ctx.data
+    if p.train_layers == "all" or p.augment or not p.freeze_bn:
+        return (ctx.model, lambda sl: data.batch(forget[sl], augment=p.augment, gen=gen)[0],
+                lambda sl: data.batch(unseen[sl])[0])
+    trunk, head = split_resnet(ctx.model, p.train_layers)
+    ctx.model.eval()
+    with torch.no_grad():
+        features = [torch.cat([trunk(data.batch(b)[0]) for b in index_batches(idx, 256, shuffle=False)])
+                    for idx in (forget, unseen)]
+    return head, lambda sl: features[0][sl], lambda sl: features[1][sl]
+
+
 def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
     """Run stage 1; return the number of optimiser steps taken."""
     model, teacher, data = ctx.model, ctx.original, ctx.data
@@ -151,28 +174,30 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
                                     for b in index_batches(unseen, 256, shuffle=False)])
     steps = n_batches(len(forget), p.batch_size)
     check_every = p.early_stop_every or steps
+    forget_y, unseen_y = data.labels.index_select(0, forget), data.labels.index_select(0, unseen)
     stopper = None
     if p.early_stop:
-        labels = data.labels.index_select(0, unseen)
-        stopper = EarlyStop(p, predictions_correct(teacher_logits, labels, data.task), steps, ctx.seed)
+        stopper = EarlyStop(p, predictions_correct(teacher_logits, unseen_y, data.task), steps, ctx.seed)
+    net, forget_x, unseen_x = _step_inputs(ctx, p, forget, unseen, gen)
     ph = ctx.phase("piu-fr:stage1", p.epochs, steps)
     taken = 0
     with trainable_only(model, TRAIN_LAYERS[p.train_layers]) as params:
         opt = sgd(params, p.lr, p.momentum)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, p.epochs * steps) if p.cosine else None
         train_mode(model, p.freeze_bn)
         for epoch in range(1, p.epochs + 1):
             for step in range(1, steps + 1):
                 sl = slice((step - 1) * p.batch_size, step * p.batch_size)
-                x, y = data.batch(forget[sl], augment=p.augment, gen=gen)
+                y = forget_y[sl]
                 sign = -1.0 if (p.alternate and step % 2 == 0) else 1.0
                 with ph.autocast(ctx.device):
-                    out = model(x)
+                    out = net(forget_x(sl))
                     loss = sign * distill_kl(out, teacher_logits[sl], p.temperature, data.task)
                     if p.forget_ascent:
                         loss = loss - p.forget_ascent * task_loss(out, y, data.task)
                     if p.unseen_anchor:
-                        xu, yu = data.batch(unseen[sl])
-                        out_u = model(xu)
+                        yu = unseen_y[sl]
+                        out_u = net(unseen_x(sl))
                         loss = loss + p.unseen_anchor * distill_kl(out_u, teacher_logits[sl], p.temperature,
                                                                    data.task)
                         if stopper is not None:
@@ -182,6 +207,8 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if sched is not None:
+                    sched.step()
                 taken += 1
                 ph.tick(epoch, step, loss.detach())
                 if stopper is not None and taken % check_every == 0:
