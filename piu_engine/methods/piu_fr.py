@@ -6,7 +6,7 @@ people end up looking like people the model never saw. The per-sample loss
 an attacker reads is then drawn from the never-seen distribution by
 construction (the labels match).
 
-Four measured refinements of the published recipe are on by default
+Five measured refinements of the published recipe are on by default
 (``piu-fr-paper`` keeps the published one, for comparison):
 
 - ``forget_ascent``: a NegGrad term, −CE on the forget images, that pushes
@@ -20,6 +20,10 @@ Four measured refinements of the published recipe are on by default
   protects the features every person shares and halves the backward pass.
 - ``augment = false``: the forget images are matched as the attacker sees
   them (test-time transform), not through random crops and colour jitter.
+  With frozen BatchNorm this also makes the frozen blocks' output per image
+  constant, so it is computed once and each step runs only the trained blocks.
+- ``cosine = true``: the learning rate decays to 0, so the run ends settled
+  instead of in the middle of a swing.
 
 Optional stage 2 fine-tunes on retain. Optional early stopping ends stage 1
 once an MIA measured on the *unlearning* part of unseen (never the
