@@ -223,7 +223,6 @@ class Daemon:
             if self.wake.is_set() or due or now - last_scan >= self.s.rescan_seconds:
                 self.wake.clear()
                 more = self.ingest()
-                control.sweep(self.spool.control, 2 * self.s.control_timeout_seconds)
                 last_scan = time.monotonic()
                 if more:
                     self.wake.set()
@@ -238,8 +237,9 @@ class Daemon:
                     break
                 wait = 0.2 if self._settle_due is None else max(0.0, min(0.2, self._settle_due - time.monotonic()))
                 self.wake.wait(wait)
-            if time.monotonic() - last_beat >= 1.0:
+            if time.monotonic() - last_beat >= 1.0:  # housekeeping, once a second
                 self._heartbeat("running")
+                control.sweep(self.spool.control, 2 * self.s.control_timeout_seconds)
                 last_beat = time.monotonic()
         return self.shutdown()
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from piu_engine.checkpoint import PRIVATE_DIR_MODE, atomic_write_bytes, fsync_dir, private_dirs
+from piu_engine.checkpoint import atomic_write_bytes, fsync_dir, private_dirs
 
 FILE_MODE = 0o640  # reports, manifests and the state database name real people
-DIR_MODE = PRIVATE_DIR_MODE
 UMASK = 0o027
 
 
@@ -25,4 +24,4 @@ def move(src: Path, dst: Path) -> None:
     fsync_dir(Path(dst).parent)
 
 
-__all__ = ["FILE_MODE", "DIR_MODE", "UMASK", "private_dirs", "write_private", "move", "atomic_write_bytes"]
+__all__ = ["FILE_MODE", "UMASK", "private_dirs", "write_private", "move", "atomic_write_bytes"]
