@@ -19,7 +19,7 @@ def test_unlearning_benchmark_on_tiny(tmp_path):
                       "--methods", "retrain,piu-fr", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
-    assert set(data["summary"]) == {"original", "retrain", "piu-fr", "piu-fr+early-stop"}
+    assert set(data["summary"]) == {"original", "retrain", "piu-fr", "piu-fr (no early stop)"}
     assert len([r for r in data["rows"] if r["method"] == "piu-fr"]) == 2
     assert "target NoMUS" in proc.stdout and "± " in proc.stdout
 

@@ -1,6 +1,7 @@
 """Every method runs on the tiny set, changes the weights, and leaves the
 original untouched; evaluation never changes a model."""
 import copy
+import math
 
 import pytest
 import torch
@@ -104,30 +105,59 @@ def test_piu_fr_lowers_the_forget_sets_mia(tiny_bench):
     assert sum(after) / 2 < sum(before) / 2 - 0.1, (before, after)
 
 
-def test_piu_fr_early_stop_ends_stage1_at_a_check_and_says_so(tiny_bench):
-    """The rule reads the training passes; a rule that is met at once stops
-    after the first epoch's check, and the phase's last event reports why."""
+def test_piu_fr_early_stop_fires_then_settles_and_says_so(tiny_bench):
+    """The rule reads the last epoch of training passes; once it holds, the
+    learning rate decays to 0 over ``early_stop_settle`` epochs and stage 1
+    ends there, and the phase's last event reports when and why."""
     from dataclasses import replace
 
     from piu_engine.train import RunControl
 
     wb, splits, original = tiny_bench
-    events = []
     saved = wb.control
-    wb.control = replace(saved, on_event=events.append)
-    try:
-        wb.run_method("piu-fr", original, splits, 0, overrides={
-            "early_stop": True, "early_stop_tolerance": 0.5, "early_stop_max_acc_drop": 1.0, "epochs": 3})
-    finally:
-        wb.control = saved
-    done = [e for e in events if e.phase == "piu-fr:stage1" and "early_stopped_at_step" in e.metrics]
-    assert len(done) == 1 and done[0].metrics["early_stopped_at_step"] == done[0].steps, done  # after epoch 1
-    assert 0 <= done[0].metrics["membership_gap"] <= 0.5 and 0 <= done[0].metrics["unseen_acc"] <= 1
+
+    def stage1_done(**overrides):
+        events = []
+        wb.control = replace(saved, on_event=events.append)
+        try:
+            wb.run_method("piu-fr", original, splits, 0, overrides={
+                "early_stop_tolerance": 0.5, "early_stop_max_acc_drop": 1.0, "epochs": 4, **overrides})
+        finally:
+            wb.control = saved
+        return [e for e in events if e.phase == "piu-fr:stage1"][-1]
+
+    done = stage1_done(early_stop_settle=1.0)
+    steps = done.steps  # per epoch
+    # Met as soon as the window holds one epoch: fires after epoch 1, settles over epoch 2.
+    assert done.metrics["rule_fired_at_step"] == steps and done.metrics["early_stopped_at_step"] == 2 * steps
+    assert 0 <= done.metrics["membership_gap"] <= 0.5 and 0 <= done.metrics["unseen_acc"] <= 1
+    assert stage1_done(early_stop_settle=0.0).metrics["early_stopped_at_step"] == steps
+    never = stage1_done(early_stop_tolerance=0.0, early_stop_max_acc_drop=0.0)
+    assert "early_stopped_at_step" not in never.metrics and never.epoch == 4
     with pytest.raises(ConfigError, match="needs augment = false"):
-        validate_overrides("piu-fr", {"early_stop": True, "augment": True})
+        validate_overrides("piu-fr", {"augment": True})
+    validate_overrides("piu-fr", {"augment": True, "early_stop": False})
     with pytest.raises(ConfigError, match="train_layers must be one of"):
         validate_overrides("piu-fr", {"train_layers": "layer9"})
     assert isinstance(saved, RunControl)
+
+
+def test_piu_fr_settle_squeezes_the_rest_of_the_decay():
+    """After the rule fires the learning rate falls from where it was to 0
+    within the settle steps, never past the budget."""
+    from piu_engine.methods.piu_fr import LrSchedule
+
+    schedule = LrSchedule(total=30, cosine=True)
+    before = [schedule.factor(k) for k in range(10)]
+    assert before[0] == 1.0 and all(a > b for a, b in zip(before, before[1:]))
+    schedule.settle(10, 6)
+    after = [schedule.factor(k) for k in range(10, 16)]
+    assert after[0] == pytest.approx(0.5 * (1 + math.cos(math.pi * 10 / 30)))  # continues from where it was
+    assert all(a > b for a, b in zip(after, after[1:]))
+    assert after[-1] < 0.1 * after[0] and not schedule.finished(15) and schedule.finished(16)
+    late = LrSchedule(total=30, cosine=True)
+    late.settle(27, 6)
+    assert late.finished(30) and not late.finished(29)
 
 
 def test_piu_fr_runs_only_the_trained_blocks_on_cached_features_of_the_same_network(tiny_bench):

@@ -1,8 +1,9 @@
 """The benchmark's metrics behave as REFERENCE section 3 defines them."""
 import numpy as np
 import pytest
+import torch
 
-from piu_engine.metrics import forgetting_score, mia, nomus
+from piu_engine.metrics import forgetting_score, mia, nomus, threshold_mia
 
 
 def test_mia_is_chance_on_identical_loss_distributions():
@@ -23,6 +24,20 @@ def test_mia_cuts_the_larger_side_to_the_smaller():
     # 50 members vs 5000 non-members of the same distribution: still chance.
     value, _ = mia(rng.normal(1, 0.3, 50), rng.normal(1, 0.3, 5000))
     assert abs(value - 0.5) < 0.15
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.3, 1.0, -0.5])
+def test_threshold_mia_estimates_the_attack_read_during_training(shift):
+    """The in-training estimate agrees with the protocol's attacker near
+    chance, where the stopping rule reads it, and never reads lower (a stop it
+    allows is no earlier); far from chance it may read a little higher."""
+    rng = np.random.default_rng(3)
+    members, nonmembers = rng.gamma(2, 0.6, 320), rng.gamma(2, 0.6, 320) + shift
+    estimate = float(threshold_mia(torch.tensor(members), torch.tensor(nonmembers)))
+    reference, _ = mia(members, nonmembers, n_splits=10)
+    assert reference - 0.03 < estimate < reference + (0.03 if abs(shift) < 0.5 else 0.08), (estimate, reference)
+    if shift == 0.0:
+        assert abs(estimate - 0.5) < 0.03
 
 
 def test_mia_too_few_samples_is_nan():

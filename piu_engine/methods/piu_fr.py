@@ -6,7 +6,7 @@ people end up looking like people the model never saw. The per-sample loss
 an attacker reads is then drawn from the never-seen distribution by
 construction (the labels match).
 
-Five measured refinements of the published recipe are on by default
+Six measured refinements of the published recipe are on by default
 (``piu-fr-paper`` keeps the published one, for comparison):
 
 - ``forget_ascent``: a NegGrad term, −CE on the forget images, that pushes
@@ -24,14 +24,17 @@ Five measured refinements of the published recipe are on by default
   constant, so it is computed once and each step runs only the trained blocks.
 - ``cosine = true``: the learning rate decays to 0, so the run ends settled
   instead of in the middle of a swing.
+- ``early_stop = true``: stage 1 ends early once an MIA measured on the
+  *unlearning* part of unseen (never the evaluation part), read off the
+  training passes, is within a tolerance of 0.5 while the accuracy on those
+  images has not dropped (:class:`EarlyStop`); the learning rate then decays
+  to 0 over ``early_stop_settle`` epochs instead of the rest of the budget.
 
-Optional stage 2 fine-tunes on retain. Optional early stopping ends stage 1
-once an MIA measured on the *unlearning* part of unseen (never the
-evaluation part), read off the training passes, is within a tolerance of 0.5
-while the accuracy on those images has not dropped (:class:`EarlyStop`).
+Optional stage 2 fine-tunes on retain.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -40,7 +43,7 @@ import torch
 from piu_engine.data.splits import label_matched_partners
 from piu_engine.losses import distill_kl, predictions_correct, task_loss
 from piu_engine.methods.base import MethodSpec, UnlearnContext, positive, trainable_only
-from piu_engine.metrics import mia
+from piu_engine.metrics import threshold_mia
 from piu_engine.model import split_resnet
 from piu_engine.presets import TrainRecipe
 from piu_engine.tensors import index_batches, n_batches
@@ -68,21 +71,22 @@ class PiuFrParams:
     stage2_epochs: int = 2
     stage2_lr: float = 0.01
     stage2_momentum: float = 0.9
-    early_stop: bool = False  # stop stage 1 once MIA(forget vs paired unseen) ~ 0.5 (see EarlyStop)
+    early_stop: bool = True  # end stage 1 early once MIA(forget vs paired unseen) ~ 0.5 (see EarlyStop)
     early_stop_tolerance: float = 0.03
-    early_stop_every: int = 0  # steps between checks (each reads the last epoch's passes); 0 = once per epoch
+    early_stop_every: int = 1  # steps between checks (each reads the last epoch's training passes)
     early_stop_max_acc_drop: float = 0.05  # ... and unseen accuracy this close to the original's (as the gate)
+    early_stop_settle: float = 2.0  # epochs over which lr then decays to 0 (ends settled, like the full run)
 
     def check(self):
         if self.early_stop_tolerance < 0 or self.early_stop_max_acc_drop < 0:
             return "early_stop_tolerance and early_stop_max_acc_drop must be >= 0"
-        if self.early_stop_every < 0:
-            return "early_stop_every must be >= 0"
+        if self.early_stop_every < 1 or self.early_stop_settle < 0:
+            return "early_stop_every must be >= 1 and early_stop_settle >= 0"
         if self.forget_ascent < 0 or self.unseen_anchor < 0:
             return "forget_ascent and unseen_anchor must be >= 0"
         if self.early_stop and (self.augment or not self.freeze_bn or not self.unseen_anchor):
             return ("early_stop reads the attacker's signal off the training passes: it needs augment = false, "
-                    "freeze_bn = true and unseen_anchor > 0")
+                    "freeze_bn = true and unseen_anchor > 0 (or set early_stop = false)")
         if self.train_layers not in TRAIN_LAYERS:
             return f"train_layers must be one of {', '.join(TRAIN_LAYERS)}, got {self.train_layers!r}"
         return positive(epochs=self.epochs, lr=self.lr, temperature=self.temperature,
@@ -104,6 +108,7 @@ class PaperPiuFrParams(PiuFrParams):
     train_layers: str = "all"
     augment: bool = True
     freeze_bn: bool = False
+    early_stop: bool = False
 
 
 class EarlyStop:
@@ -127,11 +132,14 @@ class EarlyStop:
         self.steps.append((forget_loss.detach().float(), unseen_loss.detach().float(), unseen_correct.detach().float()))
 
     def reached(self) -> dict | None:
-        """The measurements when stage 1 may stop now, else None."""
-        f_loss, u_loss, correct = (torch.cat(t).cpu().numpy() for t in zip(*self.steps))
-        value, _ = mia(f_loss, u_loss, n_splits=5, seed=self.seed)
-        gap = abs(value - 0.5) if value == value else 0.0
-        acc = float(correct.mean())
+        """The measurements when stage 1 may stop now, else None (also while
+        the window is not yet full: a few batches give too noisy an MIA)."""
+        if len(self.steps) < self.steps.maxlen:
+            return None
+        f_loss, u_loss, correct = (torch.cat(t) for t in zip(*self.steps))
+        value, acc = (float(v) for v in torch.stack([threshold_mia(f_loss, u_loss, seed=self.seed),
+                                                      correct.mean()]).cpu())
+        gap = abs(value - 0.5)
         if gap <= self.p.early_stop_tolerance and acc >= self.floor:
             return {"membership_gap": gap, "unseen_acc": acc}
         return None
@@ -148,49 +156,68 @@ def train_mode(model, freeze_bn: bool) -> None:
 
 
 def _step_inputs(ctx: UnlearnContext, p: PiuFrParams, forget: torch.Tensor, unseen: torch.Tensor, gen):
-    """(network, forget inputs, unseen inputs) for each step's batch slice.
+    """(network, forget inputs, unseen inputs) for each step's batch slice, and
+    the original's logits on the unseen images (they never change).
 
     Without augmentation and with frozen BatchNorm, the frozen blocks map each
     image to the same features at every step: they run once here, and each
-    step runs only the trained blocks, a several-fold cheaper step.
+    step runs only the trained blocks, a several-fold cheaper step. While those
+    blocks still equal the original's, its logits come from its head on the
+    same features.
     """
-    data = ctx.data
+    data, teacher = ctx.data, ctx.original
+
+    def teacher_logits():
+        return torch.cat([teacher(data.batch(b)[0]).float() for b in index_batches(unseen, 256, shuffle=False)])
+
     if p.train_layers == "all" or p.augment or not p.freeze_bn:
+        with torch.no_grad():
+            logits = teacher_logits()
         return (ctx.model, lambda sl: data.batch(forget[sl], augment=p.augment, gen=gen)[0],
-                lambda sl: data.batch(unseen[sl])[0])
+                lambda sl: data.batch(unseen[sl])[0], logits)
     trunk, head = split_resnet(ctx.model, p.train_layers)
+    trained = TRAIN_LAYERS[p.train_layers]
     ctx.model.eval()
     with torch.no_grad():
         features = [torch.cat([trunk(data.batch(b)[0]) for b in index_batches(idx, 256, shuffle=False)])
                     for idx in (forget, unseen)]
-    return head, lambda sl: features[0][sl], lambda sl: features[1][sl]
+        same_frozen = all(torch.equal(a, b) for a, b in zip(_frozen_tensors(ctx.model, trained),
+                                                            _frozen_tensors(teacher, trained)))
+        if same_frozen:
+            teacher_head = split_resnet(teacher, p.train_layers)[1]
+            logits = torch.cat([teacher_head(f).float() for f in features[1].split(256)])
+        else:
+            logits = teacher_logits()
+    return head, lambda sl: features[0][sl], lambda sl: features[1][sl], logits
+
+
+def _frozen_tensors(model: torch.nn.Module, trained: tuple[str, ...]) -> list[torch.Tensor]:
+    return [t for name, t in [*model.named_parameters(), *model.named_buffers()] if not name.startswith(trained)]
 
 
 def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
     """Run stage 1; return the number of optimiser steps taken."""
-    model, teacher, data = ctx.model, ctx.original, ctx.data
+    model, data = ctx.model, ctx.data
     partners = label_matched_partners(ctx.dataset, ctx.splits.forget, ctx.splits.unseen_unlearn, ctx.seed)
     forget, unseen = ctx.indices(ctx.splits.forget), ctx.indices(partners)
     gen = ctx.generator(51)
-    # Teacher outputs on the paired unseen images never change: compute them once.
-    with torch.no_grad():
-        teacher_logits = torch.cat([teacher(data.batch(b)[0]).float()
-                                    for b in index_batches(unseen, 256, shuffle=False)])
+    net, forget_x, unseen_x, teacher_logits = _step_inputs(ctx, p, forget, unseen, gen)
     steps = n_batches(len(forget), p.batch_size)
-    check_every = p.early_stop_every or steps
     forget_y, unseen_y = data.labels.index_select(0, forget), data.labels.index_select(0, unseen)
     stopper = None
     if p.early_stop:
         stopper = EarlyStop(p, predictions_correct(teacher_logits, unseen_y, data.task), steps, ctx.seed)
-    net, forget_x, unseen_x = _step_inputs(ctx, p, forget, unseen, gen)
     ph = ctx.phase("piu-fr:stage1", p.epochs, steps)
-    taken = 0
+    schedule = LrSchedule(p.epochs * steps, p.cosine)
+    settle = round(p.early_stop_settle * steps)
+    taken, reached = 0, None
     with trainable_only(model, TRAIN_LAYERS[p.train_layers]) as params:
         opt = sgd(params, p.lr, p.momentum)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, p.epochs * steps) if p.cosine else None
         train_mode(model, p.freeze_bn)
         for epoch in range(1, p.epochs + 1):
             for step in range(1, steps + 1):
+                for group in opt.param_groups:
+                    group["lr"] = p.lr * schedule.factor(taken)
                 sl = slice((step - 1) * p.batch_size, step * p.batch_size)
                 y = forget_y[sl]
                 sign = -1.0 if (p.alternate and step % 2 == 0) else 1.0
@@ -211,17 +238,43 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                if sched is not None:
-                    sched.step()
                 taken += 1
                 ph.tick(epoch, step, loss.detach())
-                if stopper is not None and taken % check_every == 0:
+                if stopper is not None and reached is None and taken % p.early_stop_every == 0:
                     reached = stopper.reached()
                     if reached is not None:
-                        ph.done(early_stopped_at_step=taken, **reached)
-                        return taken
+                        reached["rule_fired_at_step"] = taken
+                        schedule.settle(taken, settle)
+                if schedule.finished(taken):
+                    ph.done(early_stopped_at_step=taken, **reached)
+                    return taken
     ph.done()
     return taken
+
+
+class LrSchedule:
+    """Stage 1's learning-rate factor: constant or cosine to 0 over the budget;
+    once the early-stopping rule fires, the rest of the decay is squeezed into
+    ``settle`` steps, so the run still ends settled rather than mid-swing."""
+
+    def __init__(self, total: int, cosine: bool):
+        self.total, self.cosine = total, cosine
+        self.fired_at, self.length, self.start = None, 0, 1.0
+
+    def _cosine(self, done: int, length: int) -> float:
+        return 0.5 * (1 + math.cos(math.pi * done / length))
+
+    def factor(self, taken: int) -> float:
+        if self.fired_at is not None:
+            return self.start * self._cosine(taken - self.fired_at, self.length)
+        return self._cosine(taken, self.total) if self.cosine else 1.0
+
+    def settle(self, taken: int, steps: int) -> None:
+        self.start = self.factor(taken)
+        self.fired_at, self.length = taken, min(steps, self.total - taken)
+
+    def finished(self, taken: int) -> bool:
+        return self.fired_at is not None and taken - self.fired_at >= self.length
 
 
 def run(ctx: UnlearnContext, p: PiuFrParams):
