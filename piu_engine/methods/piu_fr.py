@@ -73,15 +73,15 @@ class PiuFrParams:
     stage2_momentum: float = 0.9
     early_stop: bool = True  # end stage 1 early once MIA(forget vs paired unseen) ~ 0.5 (see EarlyStop)
     early_stop_tolerance: float = 0.03
-    early_stop_every: int = 1  # steps between checks (each reads the last epoch's training passes)
+    early_stop_checks: int = 5  # checks per epoch (each reads the last epoch's training passes)
     early_stop_max_acc_drop: float = 0.05  # ... and unseen accuracy this close to the original's (as the gate)
     early_stop_settle: float = 2.0  # epochs over which lr then decays to 0 (ends settled, like the full run)
 
     def check(self):
         if self.early_stop_tolerance < 0 or self.early_stop_max_acc_drop < 0:
             return "early_stop_tolerance and early_stop_max_acc_drop must be >= 0"
-        if self.early_stop_every < 1 or self.early_stop_settle < 0:
-            return "early_stop_every must be >= 1 and early_stop_settle >= 0"
+        if self.early_stop_checks < 1 or self.early_stop_settle < 0:
+            return "early_stop_checks must be >= 1 and early_stop_settle >= 0"
         if self.forget_ascent < 0 or self.unseen_anchor < 0:
             return "forget_ascent and unseen_anchor must be >= 0"
         if self.early_stop and (self.augment or not self.freeze_bn or not self.unseen_anchor):
@@ -210,6 +210,7 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
     ph = ctx.phase("piu-fr:stage1", p.epochs, steps)
     schedule = LrSchedule(p.epochs * steps, p.cosine)
     settle = round(p.early_stop_settle * steps)
+    check_every = max(1, steps // p.early_stop_checks)
     taken, reached = 0, None
     with trainable_only(model, TRAIN_LAYERS[p.train_layers]) as params:
         opt = sgd(params, p.lr, p.momentum)
@@ -240,7 +241,7 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
                 opt.step()
                 taken += 1
                 ph.tick(epoch, step, loss.detach())
-                if stopper is not None and reached is None and taken % p.early_stop_every == 0:
+                if stopper is not None and reached is None and taken % check_every == 0:
                     reached = stopper.reached()
                     if reached is not None:
                         reached["rule_fired_at_step"] = taken
