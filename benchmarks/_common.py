@@ -38,3 +38,44 @@ def write_json(path: str | Path | None, payload: dict) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"wrote {p}")
+
+
+FULL_BUDGET = "piu-fr (no early stop)"
+
+
+def full_budget_rows(cfg, dataset: str, preset: str, seeds: int, rows: list[dict]) -> list[dict]:
+    """PIU-FR again with ``early_stop = false`` on the same seeds, as rows named
+    FULL_BUDGET: what its early stopping saves, measured in the same run."""
+    from dataclasses import replace
+
+    from piu_engine.bench import run_bench
+
+    full_cfg = replace(cfg, methods={**cfg.methods, "piu-fr": {**cfg.methods.get("piu-fr", {}), "early_stop": False}})
+    retrain = {r["seed"]: r["seconds"] for r in rows if r["method"] == "retrain"}
+    out = []
+    for r in run_bench(full_cfg, dataset, preset, ["piu-fr"], seeds).methods:
+        if r["method"] == "piu-fr":
+            r = {**r, "method": FULL_BUDGET}
+            if r["seed"] in retrain:  # against the retrain of the main run: same seeds, same machine
+                r["speedup_vs_retrain"] = retrain[r["seed"]] / r["seconds"]
+            out.append(r)
+    return out
+
+
+def early_stop_ab(cfg, dataset: str, preset: str, seeds: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds of PIU-FR with and without early stopping, timed in alternating
+    order on the same originals and forget sets, ``repeats`` times per seed: a
+    two-second run on a shared machine needs pairs, not one run each."""
+    from piu_engine.bench import forget_split
+    from piu_engine.workbench import Workbench
+
+    wb = Workbench(cfg, dataset, preset)
+    times: dict[str, list[float]] = {"with": [], "without": []}
+    variants = [("with", {"early_stop": True}), ("without", {"early_stop": False})]
+    for s in range(seeds):
+        seed = cfg.engine.seed + s
+        splits, original = forget_split(wb, seed), wb.original(seed)[0]
+        for r in range(repeats):
+            for name, overrides in (variants if r % 2 == 0 else variants[::-1]):
+                times[name].append(wb.run_method("piu-fr", original, splits, seed, overrides=overrides).seconds)
+    return times

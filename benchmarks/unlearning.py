@@ -2,9 +2,10 @@
 
 Runs the same benchmark as `piu bench` (synthetic default preset unless told
 otherwise) for N seeds, adds PIU-FR without early stopping as its own row
-(what the rule saves, on the same seeds), and prints mean ± std of test acc, forget acc, MIA, NoMUS, seconds and speed-up
-against retrain. Targets: PIU-FR's NoMUS at or above retrain's, in at most
-10% of retrain's wall-clock; its early stopping cuts time without lowering NoMUS.
+(what the rule saves, on the same seeds), and prints mean ± std of test acc,
+forget acc, MIA, NoMUS, seconds and speed-up against retrain. Targets:
+PIU-FR's NoMUS at or above retrain's, in at most 10% of retrain's wall-clock;
+its early stopping cuts time without lowering NoMUS.
 
     python benchmarks/unlearning.py [--preset default] [--seeds 3] [--methods ...] [--json out.json]
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from dataclasses import replace
 
 import _common
 
@@ -20,7 +20,7 @@ from piu_engine.bench import run_bench
 from piu_engine.config import load_config
 
 KEYS = ("test_acc", "forget_acc", "mia", "nomus", "seconds", "speedup_vs_retrain")
-FULL_BUDGET = "piu-fr (no early stop)"
+FULL_BUDGET = _common.FULL_BUDGET
 
 
 def summarize(rows: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--methods", default="")
     ap.add_argument("--no-full-budget", action="store_true", help="skip the PIU-FR row without early stopping")
+    ap.add_argument("--ab-repeats", type=int, default=4,
+                    help="paired timings per seed of PIU-FR with and without early stopping (0: skip)")
     ap.add_argument("--json")
     args = ap.parse_args()
     cfg = load_config(args.config)
@@ -50,17 +52,7 @@ def main() -> None:
     result = run_bench(cfg, args.dataset, args.preset, methods, args.seeds)
     rows = list(result.methods)
     if not args.no_full_budget and "piu-fr" in methods:
-        full_cfg = replace(cfg, methods={**cfg.methods, "piu-fr": {**cfg.methods.get("piu-fr", {}),
-                                                                  "early_stop": False}})
-        full = run_bench(full_cfg, args.dataset, args.preset, ["piu-fr"], args.seeds)
-        # Speed-up against the retrain of the main run (same seeds, same machine).
-        retrain = {r["seed"]: r["seconds"] for r in rows if r["method"] == "retrain"}
-        for r in full.methods:
-            if r["method"] == "piu-fr":
-                r = {**r, "method": FULL_BUDGET}
-                if r["seed"] in retrain:
-                    r["speedup_vs_retrain"] = retrain[r["seed"]] / r["seconds"]
-                rows.append(r)
+        rows += _common.full_budget_rows(cfg, args.dataset, args.preset, args.seeds, rows)
     summary = summarize(rows)
     table = []
     for method, stats in summary.items():
@@ -81,15 +73,21 @@ def main() -> None:
         share = piu["seconds"][0] / retrain["seconds"][0]
         print(f"target time <= 10% of retrain: {100 * share:.0f}% -> {'met' if share <= 0.10 else 'NOT met'}")
     full = summary.get(FULL_BUDGET, {})
-    if piu and full:
-        saved = 1 - piu["seconds"][0] / full["seconds"][0]
+    ab = {}
+    if piu and full and args.ab_repeats:
+        ab = _common.early_stop_ab(cfg, args.dataset, args.preset, args.seeds, args.ab_repeats)
+        med = {k: statistics.median(v) for k, v in ab.items()}
+        saved = 1 - med["with"] / med["without"]
         kept = piu["nomus"][0] >= full["nomus"][0]
+        print(f"early stopping, paired timings ({args.ab_repeats} per seed, alternating order): median "
+              f"{med['with']:.2f} s with, {med['without']:.2f} s without over {len(ab['with'])} runs each")
         print(f"target early stopping cuts time without lowering NoMUS: {100 * saved:.0f}% less time, NoMUS "
               f"{piu['nomus'][0]:.3f} vs {full['nomus'][0]:.3f} without it -> "
               f"{'met' if saved > 0 and kept else 'NOT met'}")
     _common.write_json(args.json, {"machine": _common.machine(), "device": result.device,
                                    "preset": result.preset, "seeds": args.seeds, "rows": rows,
-                                   "summary": {m: {k: list(v) for k, v in s.items()} for m, s in summary.items()}})
+                                   "summary": {m: {k: list(v) for k, v in s.items()} for m, s in summary.items()},
+                                   "early_stop_ab_seconds": ab})
 
 
 if __name__ == "__main__":

@@ -16,11 +16,13 @@ def test_unlearning_benchmark_on_tiny(tmp_path):
     cfg = write_config(tmp_path / "config.toml")
     out = tmp_path / "u.json"
     proc = run_script("unlearning.py", "--config", str(cfg), "--preset", "tiny", "--seeds", "2",
-                      "--methods", "retrain,piu-fr", "--json", str(out))
+                      "--methods", "retrain,piu-fr", "--ab-repeats", "1", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
     assert set(data["summary"]) == {"original", "retrain", "piu-fr", "piu-fr (no early stop)"}
     assert len([r for r in data["rows"] if r["method"] == "piu-fr"]) == 2
+    assert [len(data["early_stop_ab_seconds"][k]) for k in ("with", "without")] == [2, 2]
+    assert "target early stopping cuts time" in proc.stdout
     assert "target NoMUS" in proc.stdout and "± " in proc.stdout
 
 
@@ -38,7 +40,7 @@ def test_gpu_benchmark_script_runs_on_cpu_with_tiny(tmp_path):
                       "--cache-dir", str(tmp_path / "cache"), "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
-    assert [r["method"] for r in data["rows"]] == ["original", "retrain", "piu-fr"]
+    assert [r["method"] for r in data["rows"]] == ["original", "retrain", "piu-fr", "piu-fr (no early stop)"]
     assert "total wall-clock" in proc.stdout
 
 
