@@ -132,6 +132,8 @@ def test_piu_fr_early_stop_fires_then_settles_and_says_so(tiny_bench):
     assert done.metrics["rule_fired_at_step"] == steps and done.metrics["early_stopped_at_step"] == 2 * steps
     assert 0 <= done.metrics["membership_gap"] <= 0.5 and 0 <= done.metrics["unseen_acc"] <= 1
     assert stage1_done(early_stop_settle=0.0).metrics["early_stopped_at_step"] == steps
+    budget = stage1_done(early_stop_settle=10.0)  # the settle cannot outlast the budget, and is no early stop
+    assert budget.metrics["rule_fired_at_step"] == steps and "early_stopped_at_step" not in budget.metrics
     never = stage1_done(early_stop_tolerance=0.0, early_stop_max_acc_drop=0.0)
     assert "early_stopped_at_step" not in never.metrics and never.epoch == 4
     with pytest.raises(ConfigError, match="needs augment = false"):

@@ -195,6 +195,32 @@ def _frozen_tensors(model: torch.nn.Module, trained: tuple[str, ...]) -> list[to
     return [t for name, t in [*model.named_parameters(), *model.named_buffers()] if not name.startswith(trained)]
 
 
+class LrSchedule:
+    """Stage 1's learning-rate factor: constant or cosine to 0 over the budget;
+    once the early-stopping rule fires, the rest of the decay is squeezed into
+    ``settle`` steps, so the run still ends settled rather than mid-swing."""
+
+    def __init__(self, total: int, cosine: bool):
+        self.total, self.cosine = total, cosine
+        self.fired_at, self.length, self.start = None, 0, 1.0
+
+    @staticmethod
+    def _cosine(done: int, length: int) -> float:
+        return 0.5 * (1 + math.cos(math.pi * done / length))
+
+    def factor(self, taken: int) -> float:
+        if self.fired_at is not None:
+            return self.start * self._cosine(taken - self.fired_at, self.length)
+        return self._cosine(taken, self.total) if self.cosine else 1.0
+
+    def settle(self, taken: int, steps: int) -> None:
+        self.start = self.factor(taken)
+        self.fired_at, self.length = taken, min(steps, self.total - taken)
+
+    def finished(self, taken: int) -> bool:
+        return self.fired_at is not None and taken - self.fired_at >= self.length
+
+
 def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
     """Run stage 1; return the number of optimiser steps taken."""
     model, data = ctx.model, ctx.data
@@ -247,35 +273,12 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
                         reached["rule_fired_at_step"] = taken
                         schedule.settle(taken, settle)
                 if schedule.finished(taken):
-                    ph.done(early_stopped_at_step=taken, **reached)
+                    if taken < schedule.total:
+                        reached["early_stopped_at_step"] = taken
+                    ph.done(**reached)
                     return taken
     ph.done()
     return taken
-
-
-class LrSchedule:
-    """Stage 1's learning-rate factor: constant or cosine to 0 over the budget;
-    once the early-stopping rule fires, the rest of the decay is squeezed into
-    ``settle`` steps, so the run still ends settled rather than mid-swing."""
-
-    def __init__(self, total: int, cosine: bool):
-        self.total, self.cosine = total, cosine
-        self.fired_at, self.length, self.start = None, 0, 1.0
-
-    def _cosine(self, done: int, length: int) -> float:
-        return 0.5 * (1 + math.cos(math.pi * done / length))
-
-    def factor(self, taken: int) -> float:
-        if self.fired_at is not None:
-            return self.start * self._cosine(taken - self.fired_at, self.length)
-        return self._cosine(taken, self.total) if self.cosine else 1.0
-
-    def settle(self, taken: int, steps: int) -> None:
-        self.start = self.factor(taken)
-        self.fired_at, self.length = taken, min(steps, self.total - taken)
-
-    def finished(self, taken: int) -> bool:
-        return self.fired_at is not None and taken - self.fired_at >= self.length
 
 
 def run(ctx: UnlearnContext, p: PiuFrParams):
