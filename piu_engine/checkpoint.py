@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -46,7 +47,9 @@ def private_dirs(path: Path) -> Path:
             d.mkdir(mode=PRIVATE_DIR_MODE)
         except FileExistsError:
             continue
-        os.chmod(d, PRIVATE_DIR_MODE)  # whatever the umask
+        # whatever the umask; a setgid bit inherited from a shared-group parent stays,
+        # so files below keep that group and its members can still read them
+        os.chmod(d, PRIVATE_DIR_MODE | (d.stat().st_mode & stat.S_ISGID))
     return path
 
 

@@ -174,6 +174,11 @@ def test_private_dirs_whatever_the_umask_and_uncollected_replies_are_swept(tmp_p
     for d in (tmp_path / "cache", tmp_path / "cache" / "images"):
         assert stat.S_IMODE(os.stat(d).st_mode) == 0o750, d
     assert stat.S_IMODE(os.stat(tmp_path / "cache" / "images" / "x.pt").st_mode) == 0o640
+    shared = tmp_path / "shared"  # an admin's setgid folder for the service's group
+    shared.mkdir()
+    os.chmod(shared, 0o2770)
+    atomic_write_bytes(shared / "models" / "x.pt", b"weights")
+    assert stat.S_IMODE(os.stat(shared / "models").st_mode) == 0o2750
 
     ctl = tmp_path / "control"
     ctl.mkdir()
@@ -244,6 +249,50 @@ def test_state_store_and_read_only_reader(tmp_path, cfg):
         with pytest.raises(Exception):
             r.conn.execute("DELETE FROM jobs")  # read-only
     store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or os.geteuid() != 0, reason="acting as another user needs root")
+def test_group_member_reads_the_state_after_the_daemon_stopped(cfg):
+    """An admin in the service's group (not its user) opens the TUI after the
+    daemon has stopped: SQLite removed the WAL files on close and the reader
+    may not create them in the 0750 folder, yet the last state is readable."""
+    import shutil
+    import tempfile
+
+    uid, gid = 48151, 48152  # an unprivileged user whose only group is the service's
+    base = Path(tempfile.mkdtemp(prefix="piu-group-"))
+    try:
+        os.chmod(base, 0o755)
+        db = base / "state" / "state.db"
+        store = StateStore(db)
+        m = check({"request_id": "r1", "dataset": "synthetic", "identities": ["person-0001"]}, cfg)
+        store.record_accepted("c1", "r1.json", "00", m, {"person-0001": ("requested", 6, None)})
+        store.close()
+        assert sorted(p.name for p in db.parent.iterdir()) == ["state.db"]  # daemon gone: no -wal, no -shm
+        for p in (db.parent, db):
+            os.chown(p, 0, gid)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the group member
+            result = b"ok"
+            try:
+                os.setgroups([gid])
+                os.setgid(gid)
+                os.setuid(uid)
+                with StateReader(db) as r:
+                    if [j.id for j in r.jobs()] != ["r1"]:
+                        result = b"wrong rows"
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                result = repr(exc).encode()
+            os.write(write, result)
+            os._exit(0)
+        os.close(write)
+        os.waitpid(pid, 0)
+        with os.fdopen(read, "rb") as f:
+            assert f.read().decode() == "ok"
+        assert sorted(p.name for p in db.parent.iterdir()) == ["state.db"]  # and it wrote nothing there
+    finally:
+        shutil.rmtree(base)
 
 
 def test_registry_cleanup_and_prune(tmp_path):

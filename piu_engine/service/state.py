@@ -362,9 +362,28 @@ class StateReader(_Queries):
         self.path = Path(path)
         if not self.path.exists():
             raise StateMissing(f"no service state at {self.path} yet (run `piu daemon` or `piu batch` once)")
-        self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10.0)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA busy_timeout = 10000")
+        self.conn = self._connect("mode=ro")
+        try:
+            self.conn.execute("SELECT 1 FROM meta LIMIT 1")
+        except sqlite3.OperationalError:
+            # A WAL database whose writer closed cleanly has no -wal/-shm files, and
+            # a reader who may not create them (a group member: the folder is 0750)
+            # cannot open it read-only. With no -wal there is nothing but the main
+            # file to read, so read it as immutable; the next open (the TUI opens
+            # once a second) is a normal one again once a writer has started.
+            if self._wal_path().exists():
+                raise
+            self.conn.close()
+            self.conn = self._connect("mode=ro&immutable=1")
+
+    def _connect(self, params: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(f"file:{self.path}?{params}", uri=True, timeout=10.0)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 10000")
+        return conn
+
+    def _wal_path(self) -> Path:
+        return self.path.with_name(self.path.name + "-wal")
 
     def close(self) -> None:
         self.conn.close()
