@@ -52,7 +52,6 @@ from piu_engine.train import fit, sgd
 TRAIN_LAYERS = {"all": None, "layer3": ("layer3.", "layer4.", "fc."), "layer4": ("layer4.", "fc.")}
 
 
-
 @dataclass(frozen=True)
 class PiuFrParams:
     epochs: int = 6
@@ -250,16 +249,17 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
                 sign = -1.0 if (p.alternate and step % 2 == 0) else 1.0
                 with ph.autocast(ctx.device):
                     out = net(forget_x(sl))
+                    forget_ce = task_loss(out, y, data.task, reduction="none")  # the ascent's and the rule's
                     loss = sign * distill_kl(out, teacher_logits[sl], p.temperature, data.task)
                     if p.forget_ascent:
-                        loss = loss - p.forget_ascent * task_loss(out, y, data.task)
+                        loss = loss - p.forget_ascent * forget_ce.mean()
                     if p.unseen_anchor:
                         yu = unseen_y[sl]
                         out_u = net(unseen_x(sl))
                         loss = loss + p.unseen_anchor * distill_kl(out_u, teacher_logits[sl], p.temperature,
                                                                    data.task)
                         if stopper is not None:
-                            stopper.observe(task_loss(out, y, data.task, reduction="none"),
+                            stopper.observe(forget_ce,
                                             task_loss(out_u, yu, data.task, reduction="none"),
                                             predictions_correct(out_u, yu, data.task))
                 opt.zero_grad(set_to_none=True)
