@@ -288,6 +288,11 @@ def test_bad_manifests_are_rejected_with_reasons_and_daemon_keeps_serving(ws, da
     assert not list((ws / "jobs").glob("*.json")) and not list((ws / "jobs/.claimed").iterdir())
 
 
+# A job the test signals mid-run: the stop lands at a step boundary, so it needs steps left
+# (training is the only phase that checks for a stop), and early stopping off.
+LONG_PARAMS = {"epochs": 100, "early_stop": False}  # about 3 s of steps on 2 CPU cores
+
+
 def _running_with_progress(ws: Path, job_id: str) -> bool:
     j = job(ws, job_id)
     return j is not None and j.state == "running" and j.phase not in (None, "starting")
@@ -296,7 +301,7 @@ def _running_with_progress(ws: Path, job_id: str) -> bool:
 def test_kill_9_mid_job_then_restart_runs_it_exactly_once(ws, daemons):
     d1 = daemons(ws)
     daemon_up(ws, d1)
-    drop(ws, "slow.json", dict(manifest("slow", "person-0002"), params={"epochs": 10}))
+    drop(ws, "slow.json", dict(manifest("slow", "person-0002"), params=LONG_PARAMS))
     wait_for(lambda: _running_with_progress(ws, "slow"), what="the job to be running", daemon=d1)
     d1.signal(signal.SIGKILL)
     d1.wait(30)
@@ -323,7 +328,7 @@ def test_kill_9_mid_job_then_restart_runs_it_exactly_once(ws, daemons):
 def test_sigterm_mid_job_exits_cleanly_and_resumes_and_cancel_retry(ws, daemons):
     d1 = daemons(ws)
     daemon_up(ws, d1)
-    drop(ws, "long.json", dict(manifest("long", "person-0002"), params={"epochs": 10}, priority=5))
+    drop(ws, "long.json", dict(manifest("long", "person-0002"), params=LONG_PARAMS, priority=5))
     drop(ws, "other.json", manifest("other", "person-0005"))  # other params: not coalesced, waits its turn
     wait_for(lambda: _running_with_progress(ws, "long"), what="the job to be running", daemon=d1)
     d1.signal(signal.SIGTERM)

@@ -172,7 +172,7 @@ def test_a_run_waits_for_its_resources_and_cancel_stops_it(ws, daemons, ray_clus
 
 
 def long_job(rid: str, ident: str = "person-0003") -> dict:
-    return manifest(rid, ident, params={"epochs": 400})
+    return manifest(rid, ident, params={"epochs": 400, "early_stop": False})  # runs until stopped
 
 
 def ran_steps(ws: Path, job_id: str) -> bool:
