@@ -56,16 +56,26 @@ def to_index(idx: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tens
 
 def index_batches(idx: torch.Tensor, batch_size: int, shuffle: bool,
                   gen: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-    """Yield index slices of ``idx`` (shuffled with ``gen`` when asked)."""
+    """Yield index slices of ``idx`` (shuffled with ``gen`` when asked), cut by :func:`batch_slices`."""
     if shuffle:
         order = torch.randperm(len(idx), generator=gen, device=gen.device if gen is not None else "cpu")
         idx = idx[order.to(idx.device)]
-    for start in range(0, len(idx), batch_size):
-        yield idx[start:start + batch_size]
+    for sl in batch_slices(len(idx), batch_size):
+        yield idx[sl]
 
 
 def n_batches(n: int, batch_size: int) -> int:
-    return (n + batch_size - 1) // batch_size
+    """How many batches :func:`batch_slices` cuts ``n`` items into."""
+    full = (n + batch_size - 1) // batch_size
+    return full - 1 if full > 1 and n % batch_size == 1 else full
+
+
+def batch_slices(n: int, batch_size: int) -> list[slice]:
+    """Consecutive batches of ``batch_size``; a lone last item joins the batch
+    before it, because BatchNorm cannot train on a batch of one (small images
+    reach 1x1 feature maps) and a one-image step is noise anyway."""
+    count = n_batches(n, batch_size)
+    return [slice(i * batch_size, n if i == count - 1 else (i + 1) * batch_size) for i in range(count)]
 
 
 def make_generator(device: torch.device, seed: int) -> torch.Generator:

@@ -21,6 +21,34 @@ def write_config(path: Path, body: str = "") -> Path:
     return path
 
 
+CELEBA_ATTRIBUTES = (
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
+    "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee "
+    "Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard "
+    "Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair "
+    "Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young"
+).split()
+
+
+def write_mucac(root: Path, rows: list[tuple[int, int, int, int]], write_image) -> Path:
+    """A MUCAC release on disk: image ``i`` of ``rows[i] = (identity, male, smiling, young)``
+    is drawn by ``write_image(path, i)``; the attribute file sits in CelebAMask-HQ/."""
+    hq = root / "CelebAMask-HQ"
+    ident, attrs = [], [str(len(rows)), " ".join(CELEBA_ATTRIBUTES)]
+    for i, (identity, male, smiling, young) in enumerate(rows):
+        path = hq / "CelebA-HQ-img" / f"{i}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(path, i)
+        ident.append(f"{i}.jpg {identity}")
+        values = [-1] * 40
+        for column, on in ((21, male), (32, smiling), (40, young)):
+            values[column - 1] = 1 if on else -1
+        attrs.append(f"{i}.jpg  " + " ".join(f"{v:2d}" for v in values))
+    (root / "CelebA-HQ-identity.txt").write_text("\n".join(ident) + "\n")
+    (hq / "CelebA-HQ-attribute.txt").write_text("\n".join(attrs) + "\n")  # the other accepted place
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_config(tmp_path_factory):
     from piu_engine.config import load_config

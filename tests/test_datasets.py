@@ -19,6 +19,8 @@ from piu_engine.data.inspect import format_summary, summarize
 from piu_engine.data.types import FaceDataset, Split, Task
 from piu_engine.presets import get_preset
 
+from conftest import CELEBA_ATTRIBUTES, write_mucac
+
 SIZE = 16
 PRESET = get_preset("tiny")
 RNG = np.random.default_rng(1234)
@@ -114,13 +116,6 @@ def test_mufac_missing_image_is_named(mufac_root: Path, tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- MUCAC
 
-CELEBA_ATTRIBUTES = (
-    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
-    "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee "
-    "Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard "
-    "Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair "
-    "Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young"
-).split()
 # image number -> (identity id, male, smiling, young)
 MUCAC_IMAGES = {
     0: (5, 1, 0, 1), 1: (5, 0, 1, 1), 2: (200, 1, 1, 0), 3: (1249, 0, 0, 0),
@@ -130,19 +125,7 @@ MUCAC_IMAGES = {
 
 @pytest.fixture
 def mucac_root(tmp_path: Path) -> Path:
-    root = tmp_path / "mucac"
-    hq = root / "CelebAMask-HQ"
-    ident, attrs = [], [str(len(MUCAC_IMAGES)), " ".join(CELEBA_ATTRIBUTES)]
-    for i, (identity, male, smiling, young) in MUCAC_IMAGES.items():
-        noise_rgb(hq / "CelebA-HQ-img" / f"{i}.jpg")
-        ident.append(f"{i}.jpg {identity}")
-        values = [-1] * 40
-        for column, on in ((21, male), (32, smiling), (40, young)):
-            values[column - 1] = 1 if on else -1
-        attrs.append(f"{i}.jpg  " + " ".join(f"{v:2d}" for v in values))
-    (root / "CelebA-HQ-identity.txt").write_text("\n".join(ident) + "\n")
-    (hq / "CelebA-HQ-attribute.txt").write_text("\n".join(attrs) + "\n")  # the other accepted place
-    return root
+    return write_mucac(tmp_path / "mucac", list(MUCAC_IMAGES.values()), lambda path, _: noise_rgb(path))
 
 
 def test_mucac_multilabel_and_identity_ranges(mucac_root: Path, tmp_path: Path) -> None:

@@ -174,3 +174,44 @@ def test_piu_fr_runs_only_the_trained_blocks_on_cached_features_of_the_same_netw
         for stage in ("layer3", "layer4"):
             trunk, head = split_resnet(original, stage)
             torch.testing.assert_close(head(trunk(x)), original(x))
+
+
+@pytest.fixture(scope="module")
+def multilabel_bench(tmp_path_factory):
+    """A MUCAC-format (multi-label) set whose 161 training images leave a lone
+    last batch at batch size 32: BatchNorm cannot train on one 16 px image."""
+    import numpy as np
+
+    from PIL import Image
+
+    from conftest import write_config, write_mucac
+    from piu_engine.bench import forget_split
+    from piu_engine.config import load_config
+    from piu_engine.workbench import Workbench
+
+    rng = np.random.default_rng(7)
+    train_ids = [(i, 4) for i in range(200, 240)] + [(240, 1)]
+    people = [(i, 4) for i in range(10, 30)] + train_ids + [(i, 4) for i in range(4860, 4880)]
+    rows = [(identity, *rng.integers(0, 2, 3).tolist()) for identity, n in people for _ in range(n)]
+    tone = {identity: rng.integers(40, 200, 3) for identity, _ in people}
+
+    def face(path, i):  # each person's own tone; smiling images brighter
+        pixels = tone[rows[i][0]] + rng.normal(0, 20, (24, 24, 3)) + 50 * rows[i][2]
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB").save(path, quality=95)
+
+    tmp = tmp_path_factory.mktemp("mucac")
+    root = write_mucac(tmp / "mucac", rows, face)
+    cfg = load_config(write_config(tmp / "config.toml",
+                                   f'\n[datasets.mucac]\nkind = "mucac"\nroot = "{root}"\nimage_size = 16\n'))
+    wb = Workbench(cfg, "mucac", "tiny")
+    assert int((wb.ds.splits == "train").sum()) % wb.recipe.batch_size == 1
+    original, _, _ = wb.original(0)  # the training loop itself meets the lone image
+    return wb, forget_split(wb, 0), original
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_method_runs_on_a_multilabel_set(multilabel_bench, name):
+    wb, splits, original = multilabel_bench
+    run = wb.run_method(name, original, splits, seed=0, overrides={"epochs": 1})
+    metrics = wb.evaluate(run.model, splits, 0)
+    assert all(0.0 <= metrics[k] <= 1.0 for k in ("test_acc", "forget_acc", "mia", "nomus")), metrics

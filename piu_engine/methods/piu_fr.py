@@ -46,7 +46,7 @@ from piu_engine.methods.base import MethodSpec, UnlearnContext, positive, traina
 from piu_engine.metrics import threshold_mia
 from piu_engine.model import split_resnet
 from piu_engine.presets import TrainRecipe
-from piu_engine.tensors import index_batches, n_batches
+from piu_engine.tensors import batch_slices, index_batches
 from piu_engine.train import fit, sgd
 
 TRAIN_LAYERS = {"all": None, "layer3": ("layer3.", "layer4.", "fc."), "layer4": ("layer4.", "fc.")}
@@ -227,7 +227,8 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
     forget, unseen = ctx.indices(ctx.splits.forget), ctx.indices(partners)
     gen = ctx.generator(51)
     net, forget_x, unseen_x, teacher_logits = _step_inputs(ctx, p, forget, unseen, gen)
-    steps = n_batches(len(forget), p.batch_size)
+    slices = batch_slices(len(forget), p.batch_size)
+    steps = len(slices)
     forget_y, unseen_y = data.labels.index_select(0, forget), data.labels.index_select(0, unseen)
     stopper = None
     if p.early_stop:
@@ -244,7 +245,7 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
             for step in range(1, steps + 1):
                 for group in opt.param_groups:
                     group["lr"] = p.lr * schedule.factor(taken)
-                sl = slice((step - 1) * p.batch_size, step * p.batch_size)
+                sl = slices[step - 1]
                 y = forget_y[sl]
                 sign = -1.0 if (p.alternate and step % 2 == 0) else 1.0
                 with ph.autocast(ctx.device):
