@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torchvision
 
 from piu_engine.checkpoint import load_checkpoint
@@ -18,8 +19,22 @@ class WeightsNotFound(FileNotFoundError):
     pass
 
 
+class BatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d that also trains on a single value per channel (one image
+    whose feature map is 1x1, as small images reach in the last block): there
+    is no batch statistic then, so it normalises with the running ones. A
+    request to forget a person with one photo gives exactly such batches.
+    Same parameters and buffers as BatchNorm2d, so checkpoints are unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                training=False, eps=self.eps)
+        return super().forward(x)
+
+
 def build_model(num_outputs: int, device: torch.device | str = "cpu") -> nn.Module:
-    model = torchvision.models.resnet18(weights=None, num_classes=num_outputs)
+    model = torchvision.models.resnet18(weights=None, num_classes=num_outputs, norm_layer=BatchNorm)
     model = model.to(device)
     if torch.device(device).type == "cuda":
         model = model.to(memory_format=torch.channels_last)

@@ -72,8 +72,8 @@ def n_batches(n: int, batch_size: int) -> int:
 
 def batch_slices(n: int, batch_size: int) -> list[slice]:
     """Consecutive batches of ``batch_size``; a lone last item joins the batch
-    before it, because BatchNorm cannot train on a batch of one (small images
-    reach 1x1 feature maps) and a one-image step is noise anyway."""
+    before it, since a step on one image (its gradient and its BatchNorm
+    statistics) is mostly noise."""
     count = n_batches(n, batch_size)
     return [slice(i * batch_size, n if i == count - 1 else (i + 1) * batch_size) for i in range(count)]
 

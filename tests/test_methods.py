@@ -215,3 +215,17 @@ def test_method_runs_on_a_multilabel_set(multilabel_bench, name):
     run = wb.run_method(name, original, splits, seed=0, overrides={"epochs": 1})
     metrics = wb.evaluate(run.model, splits, 0)
     assert all(0.0 <= metrics[k] <= 1.0 for k in ("test_acc", "forget_acc", "mia", "nomus")), metrics
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_forgetting_a_person_with_one_photo(tiny_bench, name):
+    """One forget image at 32 px: the last block's feature map is 1x1, so a
+    training batch holds one value per channel, which plain BatchNorm rejects."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    wb, splits, original = tiny_bench
+    one = replace(splits, forget=splits.forget[:1], retain=np.concatenate([splits.retain, splits.forget[1:]]))
+    run = wb.run_method(name, original, one, seed=0, overrides={"epochs": 1})
+    assert wb.evaluate(run.model, one, 0)["n_forget"] == 1
