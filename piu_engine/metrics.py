@@ -6,6 +6,8 @@ always computed in eval mode under no_grad, and the model's mode is restored.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -50,7 +52,8 @@ def mia(member_losses: np.ndarray, nonmember_losses: np.ndarray, n_splits: int =
     member, nonmember = (np.nan_to_num(np.asarray(a, float), nan=1e4, posinf=1e4, neginf=0.0).clip(0, 1e4)
                          for a in (member_losses, nonmember_losses))
     n = min(len(member), len(nonmember))
-    if n < 5:
+    test_size = 0.1
+    if math.ceil(test_size * 2 * n) < 2:  # each split's test part needs a member and a non-member: n >= 6
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     if len(member) > n:
@@ -59,7 +62,7 @@ def mia(member_losses: np.ndarray, nonmember_losses: np.ndarray, n_splits: int =
         nonmember = nonmember[rng.permutation(len(nonmember))[:n]]
     x = np.concatenate([member, nonmember]).reshape(-1, 1)
     y = np.concatenate([np.ones(n), np.zeros(n)])
-    cv = StratifiedShuffleSplit(n_splits=n_splits, test_size=0.1, random_state=0)
+    cv = StratifiedShuffleSplit(n_splits=n_splits, test_size=test_size, random_state=0)
     scores = cross_val_score(LogisticRegression(), x, y, cv=cv, scoring="accuracy")
     return float(scores.mean()), float(scores.std())
 
