@@ -56,6 +56,7 @@ class Workbench:
         self.device = pick_device(cfg.engine)
         self.cache_dir = cfg.resolve(cfg.engine.cache_dir)
         self.ds: FaceDataset = load_dataset(self.dataset_cfg, self.preset, self.cache_dir)
+        self.ds.name = dataset  # messages name the dataset as config.toml does
         self.data = TensorData.from_dataset(self.ds, self.device)
         self.control = RunControl(on_event, should_stop, use_amp(cfg.engine, self.device))
 

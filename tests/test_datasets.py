@@ -359,10 +359,12 @@ def test_cli_inspect_json_and_clean_check(jaffe_root: Path, tmp_path: Path, caps
     assert main(["--config", str(config), "data", "inspect", "--dataset", "x", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["total"]["images"] == 35 and out["image_size"] == SIZE
+    assert out["dataset"] == "x"  # as configured
     assert out["splits"]["test"]["identities"] == 2
     assert (tmp_path / "cache" / "images").is_dir()
     assert main(["--config", str(config), "data", "check", "--dataset", "x"]) == 0
-    assert "no problems" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("dataset x: 35 images checked") and "no problems" in out
     # a loader kind with --root works without a [datasets] entry
     assert main(["--config", str(config), "data", "inspect", "--dataset", "jaffe", "--root", str(jaffe_root)]) == 0
     assert "identities" in capsys.readouterr().out

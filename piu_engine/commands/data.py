@@ -67,7 +67,10 @@ def _load(args: argparse.Namespace):
     cfg = load_config(args.config)
     preset: Preset = get_preset(args.preset or cfg.bench.preset)
     dc = dataset_config(cfg, args.dataset, args.root)
-    return load_dataset(dc, preset, cfg.resolve(cfg.engine.cache_dir))
+    ds = load_dataset(dc, preset, cfg.resolve(cfg.engine.cache_dir))
+    if args.dataset in cfg.datasets:
+        ds.name = args.dataset  # the name the user configured, not the loader's
+    return ds
 
 
 def run_inspect(args: argparse.Namespace) -> int:

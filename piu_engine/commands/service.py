@@ -390,7 +390,8 @@ def cmd_identities(args) -> int:
         return 0
     for r in rows:
         extra = f"  in v{r.version} by {r.job_id} on {_when(r.forgotten_at)}" if r.state == "forgotten" else ""
-        print(f"{r.identity:<24} {r.images if r.images is not None else '?':>5} images  {r.state}{extra}")
+        unit = "image " if r.images == 1 else "images"
+        print(f"{r.identity:<24} {r.images if r.images is not None else '?':>5} {unit}  {r.state}{extra}")
     if not rows:
         print("no identities forgotten yet" if args.forgotten else "no identities")
     return 0
