@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from piu_engine.config import ConfigError
@@ -37,13 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
     except (ConfigError, CommandError) as exc:
         print(f"piu: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("piu: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `piu jobs ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process killed by SIGPIPE
     except Exception as exc:  # noqa: BLE001 - dataset errors etc. get one clear line
         from piu_engine.data import DatasetError
 

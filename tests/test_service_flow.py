@@ -228,3 +228,19 @@ def test_init_and_model_import_through_the_cli(tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [(r["version"], r["source"], r["current"]) for r in rows] == [(0, "import", True)]
     assert not list((target / ".piu/models/.incoming").iterdir())
+
+
+def test_output_into_a_closed_pipe_is_quiet(tmp_path):
+    """`piu identities | head -1`: the reader leaves early; no traceback."""
+    import subprocess
+    import sys
+
+    from piu_engine.cli import main
+
+    assert main(["init", str(tmp_path / "ws"), "--preset", "tiny"]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "piu_engine.cli", "--config", str(tmp_path / "ws/config.toml"),
+                             "identities"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before it writes anything
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 141 and err == "", err
+
