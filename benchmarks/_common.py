@@ -1,7 +1,6 @@
 """Shared helpers for the benchmark scripts: argument parsing, table printing, JSON output."""
 from __future__ import annotations
 
-import json
 import platform
 import sys
 from pathlib import Path
@@ -9,6 +8,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from piu_engine import jsonout  # noqa: E402  (after the path set-up above)
 
 
 def machine() -> str:
@@ -36,7 +37,7 @@ def write_json(path: str | Path | None, payload: dict) -> None:
     if path:
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(payload, indent=2) + "\n")
+        p.write_text(jsonout.dumps(payload, indent=2) + "\n")
         print(f"wrote {p}")
 
 

@@ -3,10 +3,10 @@ forget request, measured the same way, one row per method and seed."""
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from piu_engine import jsonout
 from piu_engine.config import Config
 from piu_engine.data.splits import choose_forget_identities, make_splits
 from piu_engine.events import EventSink, no_events
@@ -31,7 +31,7 @@ class BenchResult:
         """Write JSON at ``path`` and the same rows as CSV beside it."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        path.write_text(jsonout.dumps(self.to_json(), indent=2) + "\n")
         csv_path = path.with_suffix(".csv")
         with csv_path.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(ROW_KEYS), extrasaction="ignore")

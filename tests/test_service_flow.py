@@ -140,6 +140,30 @@ def test_gate_failure_keeps_current_then_retry_succeeds(ws):
     store.close()
 
 
+def test_an_unmeasurable_mia_is_null_in_strict_json_and_not_nan_in_text(ws, capsys):
+    """Too few forget images for the attack: the number is NaN in the engine,
+    and every file and --json output a script parses stays strict JSON."""
+    from piu_engine.cli import main
+
+    drop(ws, "few", "person-0004")
+    code, _ = batch(ws, finished(mia=float("nan"), acc=0.7))
+    assert code == EXIT_OK
+
+    def strict(text: str):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+    report = strict((ws.jobs_dir / "done/few/report.json").read_text())
+    assert report["new_model"]["metrics"]["mia"] is None and report["new_model"]["metrics"]["test_acc"] == 0.7
+    assert "MIA not available" in json.dumps(report["gate"])
+    text = (ws.jobs_dir / "done/few/report.txt").read_text()
+    assert "nan" not in text  # shown as "-"
+    config = str(ws.cfg.path)
+    assert main(["--config", config, "jobs", "show", "few", "--json"]) == 0
+    assert strict(capsys.readouterr().out)["metrics"]["mia"] is None
+    assert main(["--config", config, "model", "list", "--json"]) == 0
+    assert strict(capsys.readouterr().out)[-1]["metrics"]["mia"] is None
+
+
 def test_baselines_are_reported(ws):
     ws.spool().submit("cmp.json", json.dumps({"request_id": "cmp", "dataset": "synthetic", "identities": ["person-0009"],
                                               "compare": ["retrain", "scrub"]}).encode())

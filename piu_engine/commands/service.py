@@ -29,9 +29,9 @@ def _workspace(args):
 
 
 def _print_json(obj: Any) -> None:
-    from piu_engine.service.state import dumps
+    from piu_engine import jsonout
 
-    print(json.dumps(json.loads(dumps(obj)), indent=2, sort_keys=True))
+    print(jsonout.dumps(obj, indent=2, sort_keys=True))
 
 
 def _reader(ws):

@@ -14,7 +14,8 @@ import time
 from typing import Any
 
 import piu_engine
-from piu_engine.service.state import JobRow, VersionRow, dumps
+from piu_engine import jsonout
+from piu_engine.service.state import JobRow, VersionRow
 
 REPORT_VERSION = 1
 METRIC_KEYS = ("test_acc", "forget_acc", "retain_acc", "unseen_acc", "mia", "mia_std", "forgetting_score", "nomus")
@@ -154,4 +155,5 @@ def render_text(r: dict[str, Any]) -> str:
 
 
 def report_files(report: dict[str, Any], manifest_json: str) -> dict[str, str]:
-    return {"report.json": json.dumps(json.loads(dumps(report)), indent=2, sort_keys=True) + "\n", "report.txt": render_text(report), "manifest.json": manifest_json}
+    return {"report.json": jsonout.dumps(report, indent=2, sort_keys=True) + "\n", "report.txt": render_text(report),
+            "manifest.json": manifest_json}

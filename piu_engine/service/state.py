@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from piu_engine import jsonout
 from piu_engine.service.fsutil import FILE_MODE, private_dirs
 
 SCHEMA_VERSION = 1
@@ -103,22 +104,7 @@ def _loads(text: str | None, default: Any = None) -> Any:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    try:
-        import numpy as np
-
-        if isinstance(value, np.generic):
-            return value.item()
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    return jsonout.dumps(value, sort_keys=True)
 
 
 # ---------------------------------------------------------------- typed rows
