@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from piu_engine.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint, sha256_file
+from piu_engine.checkpoint import atomic_write_bytes, save_checkpoint, sha256_file
 from piu_engine.config import Config
 from piu_engine.data import load_dataset
 from piu_engine.data.splits import UnlearningSplits

@@ -12,7 +12,7 @@ import pytest
 from piu_engine.config import ConfigError, parse
 from piu_engine.service import gate
 from piu_engine.service.manifest import ManifestError, check_manifest, derive_request_id, load_manifest
-from piu_engine.service.settings import GateConfig, ServiceConfig
+from piu_engine.service.settings import GateConfig
 from piu_engine.service.spool import Spool
 from piu_engine.service.state import StateReader, StateStore
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from piu_engine.config import ConfigError, load_config
+from piu_engine.config import load_config
 
 
 def _cmd_error(msg: str) -> Exception:

@@ -38,7 +38,7 @@ from piu_engine.service.manifest import IdentityCache, ManifestError, check_mani
 from piu_engine.service.operations import Operations
 from piu_engine.service.registry import Registry, RegistryError
 from piu_engine.service.spool import Spool
-from piu_engine.service.state import TERMINAL_STATES, JobRow, StateStore, dumps
+from piu_engine.service.state import TERMINAL_STATES, JobRow, StateStore
 from piu_engine.service.worker import RunTask
 from piu_engine.service.workspace import InstanceLock, Workspace
 

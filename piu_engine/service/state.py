@@ -574,7 +574,3 @@ class StateStore(_Queries):
                 "running = excluded.running",
                 (os.getpid(), socket.gethostname(), mode, device, state, started_at, time.time(),
                  counts["queued"], counts["running"]))
-
-
-def dumps(value: Any) -> str:
-    return _dumps(value)
