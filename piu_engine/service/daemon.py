@@ -108,13 +108,13 @@ class Daemon:
             self.ops = Operations(self.ws, self.store, self.registry, self.spool)
             self.ops.on_cancel_running = self._cancel_running
             self.device_name = self._describe_device()
-            self._heartbeat("running")
-            log.info("piu %s started (pid %d) on %s; spool %s", self.mode, os.getpid(), self.device_name,
-                     self.ws.jobs_dir)
-            self.recover()
             previous = self._install_signals()
-            observer = self._start_observer()
+            observer = self._start_observer()  # before saying "running": a file dropped after that is seen
             try:
+                self._heartbeat("running")
+                log.info("piu %s started (pid %d) on %s; spool %s", self.mode, os.getpid(), self.device_name,
+                         self.ws.jobs_dir)
+                self.recover()
                 code = self.loop()
             finally:
                 for sig, old in previous.items():
