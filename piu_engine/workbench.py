@@ -55,8 +55,7 @@ class Workbench:
         self.preset = preset if isinstance(preset, Preset) else get_preset(preset or cfg.bench.preset)
         self.device = pick_device(cfg.engine)
         self.cache_dir = cfg.resolve(cfg.engine.cache_dir)
-        self.ds: FaceDataset = load_dataset(self.dataset_cfg, self.preset, self.cache_dir)
-        self.ds.name = dataset  # messages name the dataset as config.toml does
+        self.ds: FaceDataset = load_dataset(self.dataset_cfg, self.preset, self.cache_dir, name=dataset)
         self.data = TensorData.from_dataset(self.ds, self.device)
         self.control = RunControl(on_event, should_stop, use_amp(cfg.engine, self.device))
 

@@ -67,10 +67,8 @@ def _load(args: argparse.Namespace):
     cfg = load_config(args.config)
     preset: Preset = get_preset(args.preset or cfg.bench.preset)
     dc = dataset_config(cfg, args.dataset, args.root)
-    ds = load_dataset(dc, preset, cfg.resolve(cfg.engine.cache_dir))
-    if args.dataset in cfg.datasets:
-        ds.name = args.dataset  # the name the user configured, not the loader's
-    return ds
+    configured = args.dataset if args.dataset in cfg.datasets else ""  # else a loader kind with --root
+    return load_dataset(dc, preset, cfg.resolve(cfg.engine.cache_dir), name=configured)
 
 
 def run_inspect(args: argparse.Namespace) -> int:

@@ -25,9 +25,14 @@ class DatasetError(ValueError):
     """A dataset is missing or not in the expected on-disk format."""
 
 
-def load_dataset(cfg: DatasetConfig, preset: Preset, cache_dir: Path) -> FaceDataset:
+def load_dataset(cfg: DatasetConfig, preset: Preset, cache_dir: Path, name: str = "") -> FaceDataset:
+    """Load with the loader of ``cfg.kind``; ``name`` is the dataset's key in
+    config.toml, which messages then use instead of the loader's own name."""
     module = importlib.import_module(LOADERS[cfg.kind])
-    return module.load(cfg, preset, Path(cache_dir))
+    ds = module.load(cfg, preset, Path(cache_dir))
+    if name:
+        ds.name = name
+    return ds
 
 
 __all__ = ["DatasetError", "FaceDataset", "Split", "Task", "load_dataset", "LOADERS"]
