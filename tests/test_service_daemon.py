@@ -22,7 +22,7 @@ import pytest
 from piu_engine.service.state import StateReader
 
 PIU = [sys.executable, "-m", "piu_engine.cli"]
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(1200)  # generous: these tests must also pass on a loaded machine
 
 
 def piu(ws: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -78,7 +78,7 @@ class DaemonProc:
     def signal(self, sig: int) -> None:
         os.kill(self.proc.pid, sig)
 
-    def wait(self, timeout: float = 120) -> int:
+    def wait(self, timeout: float = 300) -> int:
         return self.proc.wait(timeout=timeout)
 
     def session_pids(self) -> list[int]:
@@ -123,7 +123,7 @@ def daemons():
         d.cleanup()
 
 
-def wait_for(cond, timeout: float = 150, what: str = "condition", daemon: DaemonProc | None = None):
+def wait_for(cond, timeout: float = 600, what: str = "condition", daemon: DaemonProc | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = cond()
@@ -185,7 +185,7 @@ def done_or_failed(ws: Path, job_id: str):
 def test_drop_manifest_gives_new_version_report_and_lineage(ws, daemons):
     import torch
 
-    from piu_engine.checkpoint import sha256_file
+    from piu_engine.common.fsio import sha256_file
 
     d = daemons(ws)
     daemon_up(ws, d)
@@ -241,7 +241,7 @@ def test_drop_manifest_gives_new_version_report_and_lineage(ws, daemons):
     assert shown.returncode == 0 and "already forgotten in version 1" in shown.stdout
 
     d.signal(signal.SIGTERM)
-    assert d.wait(60) == 0
+    assert d.wait() == 0
 
 
 def test_bad_manifests_are_rejected_with_reasons_and_daemon_keeps_serving(ws, daemons, tmp_path):
@@ -304,8 +304,8 @@ def test_kill_9_mid_job_then_restart_runs_it_exactly_once(ws, daemons):
     drop(ws, "slow.json", dict(manifest("slow", "person-0002"), params=LONG_PARAMS))
     wait_for(lambda: _running_with_progress(ws, "slow"), what="the job to be running", daemon=d1)
     d1.signal(signal.SIGKILL)
-    d1.wait(30)
-    wait_for(lambda: not d1.session_pids(), 30, "the worker to die with its daemon")
+    d1.wait()
+    wait_for(lambda: not d1.session_pids(), 120, "the worker to die with its daemon")
     j = job(ws, "slow")
     assert j.state == "running" and j.attempts == 1  # as the crash left it
 
@@ -322,7 +322,7 @@ def test_kill_9_mid_job_then_restart_runs_it_exactly_once(ws, daemons):
     assert [p.name for p in (ws / "jobs/done").iterdir()] == ["slow"]
     assert json.loads((ws / "jobs/done/slow/report.json").read_text())["attempts"] == 2
     d2.signal(signal.SIGTERM)
-    assert d2.wait(60) == 0
+    assert d2.wait() == 0
 
 
 def test_sigterm_mid_job_exits_cleanly_and_resumes_and_cancel_retry(ws, daemons):
@@ -332,8 +332,8 @@ def test_sigterm_mid_job_exits_cleanly_and_resumes_and_cancel_retry(ws, daemons)
     drop(ws, "other.json", manifest("other", "person-0005"))  # other params: not coalesced, waits its turn
     wait_for(lambda: _running_with_progress(ws, "long"), what="the job to be running", daemon=d1)
     d1.signal(signal.SIGTERM)
-    assert d1.wait(120) == 0, d1.tail()
-    wait_for(lambda: not d1.session_pids(), 30, "the worker and resource tracker to exit")
+    assert d1.wait() == 0, d1.tail()
+    wait_for(lambda: not d1.session_pids(), 120, "the worker and resource tracker to exit")
     j = job(ws, "long")
     assert j.state == "queued" and j.attempts == 0  # resumable, and the stop is not charged as an attempt
     assert job_state(ws, "other") == "queued"
@@ -350,7 +350,7 @@ def test_sigterm_mid_job_exits_cleanly_and_resumes_and_cancel_retry(ws, daemons)
     wait_for(lambda: done_or_failed(ws, "long"), what="the resumed job", daemon=d2)
     assert job_state(ws, "long") == "done" and job(ws, "long").attempts == 1
     d2.signal(signal.SIGTERM)
-    assert d2.wait(60) == 0
+    assert d2.wait() == 0
     r = piu(ws, "retry", "other")  # no daemon now: applied directly under the workspace lock
     assert r.returncode == 0 and "queued" in r.stdout, r.stderr
     assert job_state(ws, "other") == "queued"
@@ -365,7 +365,7 @@ def test_whole_manifests_are_taken_without_waiting_to_settle(ws, daemons):
     d = daemons(ws)
     daemon_up(ws, d)
     drop(ws, "renamed.json", manifest("renamed-in", "person-0001"))
-    wait_for(lambda: job(ws, "renamed-in"), 20, "the renamed-in manifest", d)
+    wait_for(lambda: job(ws, "renamed-in"), 45, "the renamed-in manifest", d)
 
     half = ws / "jobs" / "in-place.json"
     text = json.dumps(manifest("in-place", "person-0002"))
@@ -375,7 +375,7 @@ def test_whole_manifests_are_taken_without_waiting_to_settle(ws, daemons):
     assert half.exists() and job(ws, "in-place") is None  # unparsable and unsettled: left alone
     with open(half, "a") as fh:
         fh.write(text[20:])
-    wait_for(lambda: job(ws, "in-place"), 20, "the completed in-place manifest", d)
+    wait_for(lambda: job(ws, "in-place"), 45, "the completed in-place manifest", d)
     assert not list((ws / "jobs/rejected").glob("*.json"))
     wait_for(lambda: done_or_failed(ws, "in-place") and done_or_failed(ws, "renamed-in"), what="both jobs", daemon=d)
     assert job_state(ws, "in-place") == job_state(ws, "renamed-in") == "done"
@@ -414,7 +414,7 @@ def test_200_manifests_at_once_are_all_accounted_for_and_coalesced(ws, daemons, 
     assert all((ws / "jobs/done" / f"bulk-{n:03d}" / "report.json").exists() for n in range(200))
     assert not list((ws / "jobs").glob("*.json")) and not list((ws / "jobs/accepted").iterdir())
     d.signal(signal.SIGTERM)
-    assert d.wait(60) == 0
+    assert d.wait() == 0
 
 
 def test_batch_exit_codes_and_single_instance(ws, daemons, tmp_path):
@@ -444,10 +444,10 @@ def test_batch_exit_codes_and_single_instance(ws, daemons, tmp_path):
     d1 = daemons(ws)
     daemon_up(ws, d1)
     d2 = daemons(ws)
-    assert d2.wait(60) == 75
+    assert d2.wait() == 75
     assert f"already served by `piu daemon` (pid {d1.pid}" in d2.tail()
     r = piu(ws, "batch")
     assert r.returncode == 75 and "already served" in r.stderr
     assert d1.alive()
     d1.signal(signal.SIGTERM)
-    assert d1.wait(60) == 0
+    assert d1.wait() == 0
