@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from piu_engine import jsonout  # noqa: E402  (after the path set-up above)
+from piu_engine.common import jsonout  # noqa: E402  (after the path set-up above)
 
 
 def machine() -> str:
@@ -49,7 +49,7 @@ def full_budget_rows(cfg, dataset: str, preset: str, seeds: int, rows: list[dict
     FULL_BUDGET: what its early stopping saves, measured in the same run."""
     from dataclasses import replace
 
-    from piu_engine.bench import run_bench
+    from piu_engine.core.bench import run_bench
 
     full_cfg = replace(cfg, methods={**cfg.methods, "piu-fr": {**cfg.methods.get("piu-fr", {}), "early_stop": False}})
     retrain = {r["seed"]: r["seconds"] for r in rows if r["method"] == "retrain"}
@@ -67,8 +67,8 @@ def early_stop_ab(cfg, dataset: str, preset: str, seeds: int, repeats: int) -> d
     """Seconds of PIU-FR with and without early stopping, timed in alternating
     order on the same originals and forget sets, ``repeats`` times per seed: a
     two-second run on a shared machine needs pairs, not one run each."""
-    from piu_engine.bench import forget_split
-    from piu_engine.workbench import Workbench
+    from piu_engine.core.bench import forget_split
+    from piu_engine.core.workbench import Workbench
 
     wb = Workbench(cfg, dataset, preset)
     times: dict[str, list[float]] = {"with": [], "without": []}

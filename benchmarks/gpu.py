@@ -21,9 +21,9 @@ import time
 import _common
 import torch
 
-from piu_engine.bench import run_bench
+from piu_engine.core.bench import run_bench
 from piu_engine.commands.bench import COLUMNS, fmt
-from piu_engine.config import BenchConfig, parse
+from piu_engine.core.config import BenchConfig, parse
 
 
 class UtilisationSampler(threading.Thread):

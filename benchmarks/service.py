@@ -30,7 +30,7 @@ from pathlib import Path
 
 import _common
 
-from piu_engine.config import load_config
+from piu_engine.core.config import load_config
 from piu_engine.service.state import StateReader
 from piu_engine.service.workspace import Workspace, init_workspace
 

@@ -17,13 +17,13 @@ import time
 import _common  # noqa: F401  (puts the repo on sys.path)
 import torch
 
-from piu_engine.config import EngineConfig
-from piu_engine.data.synthetic import generate
-from piu_engine.device import pick_device
-from piu_engine.data.types import Task
-from piu_engine.losses import task_loss
-from piu_engine.model import build_model
-from piu_engine.tensors import TensorData, index_batches, make_generator, to_index
+from piu_engine.core.config import EngineConfig
+from piu_engine.core.data.synthetic import generate
+from piu_engine.core.device import pick_device
+from piu_engine.core.data.types import Task
+from piu_engine.core.losses import task_loss
+from piu_engine.core.model import build_model
+from piu_engine.core.tensors import TensorData, index_batches, make_generator, to_index
 
 
 def timed(fn, steps: int, device) -> float:

@@ -16,8 +16,8 @@ import statistics
 
 import _common
 
-from piu_engine.bench import run_bench
-from piu_engine.config import load_config
+from piu_engine.core.bench import run_bench
+from piu_engine.core.config import load_config
 
 KEYS = ("test_acc", "forget_acc", "mia", "nomus", "seconds", "speedup_vs_retrain")
 FULL_BUDGET = _common.FULL_BUDGET

@@ -7,8 +7,7 @@ import importlib
 import os
 import sys
 
-from piu_engine.config import ConfigError
-from piu_engine.errors import CommandError
+from piu_engine.common.errors import CommandError, ConfigError, DatasetError
 
 COMMAND_MODULES = (
     "piu_engine.commands.bench",
@@ -51,8 +50,6 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # as a shell reports a process killed by SIGPIPE
     except Exception as exc:  # noqa: BLE001 - dataset errors etc. get one clear line
-        from piu_engine.data import DatasetError
-
         if isinstance(exc, (DatasetError, FileNotFoundError)):
             print(f"piu: error: {exc}", file=sys.stderr)
             return 2

@@ -92,11 +92,11 @@ class Submitter:
         return self._cache
 
     def choices(self, reader_identities: Callable[[str], list[Any]] | None = None) -> SubmitChoices:
-        from piu_engine.methods import METHODS
+        from piu_engine.core.methods.catalog import CATALOG
         from piu_engine.service.manifest import DEFAULT_METHOD
 
         datasets = sorted(self.ws.cfg.datasets)
-        methods = list(METHODS)
+        methods = list(CATALOG)
         baselines = sorted(methods, key=lambda n: (n != "retrain", methods.index(n)))
         out = SubmitChoices(datasets=datasets, methods=methods, default_method=DEFAULT_METHOD, baselines=baselines)
         for ds in datasets:

@@ -51,7 +51,7 @@ def write_mucac(root: Path, rows: list[tuple[int, int, int, int]], write_image) 
 
 @pytest.fixture(scope="session")
 def tiny_config(tmp_path_factory):
-    from piu_engine.config import load_config
+    from piu_engine.core.config import load_config
 
     return load_config(write_config(tmp_path_factory.mktemp("tiny") / "config.toml"))
 
@@ -59,8 +59,8 @@ def tiny_config(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_bench(tiny_config):
     """A workbench on the tiny synthetic set with its original model trained once."""
-    from piu_engine.bench import forget_split
-    from piu_engine.workbench import Workbench
+    from piu_engine.core.bench import forget_split
+    from piu_engine.core.workbench import Workbench
 
     wb = Workbench(tiny_config, "synthetic", "tiny")
     splits = forget_split(wb, 0)

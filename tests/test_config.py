@@ -1,7 +1,8 @@
 """config.toml is validated into typed settings; errors name the key."""
 import pytest
 
-from piu_engine.config import ConfigError, load_config, parse
+from piu_engine.common.errors import ConfigError
+from piu_engine.core.config import load_config, parse
 
 
 def test_repository_config_is_valid():

@@ -11,13 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from piu_engine.config import DatasetConfig
-from piu_engine.data import DatasetError, imageio, load_dataset
-from piu_engine.data.check import find_problems, format_problems, phash
-from piu_engine.data.identity_split import assign_identity_splits
-from piu_engine.data.inspect import format_summary, summarize
-from piu_engine.data.types import FaceDataset, Split, Task
-from piu_engine.presets import get_preset
+from piu_engine.core.config import DatasetConfig
+from piu_engine.common.errors import DatasetError
+from piu_engine.core.data import imageio, load_dataset
+from piu_engine.core.data.check import find_problems, format_problems, phash
+from piu_engine.core.data.identity_split import assign_identity_splits
+from piu_engine.core.data.inspect import format_summary, summarize
+from piu_engine.core.data.types import FaceDataset, Split, Task
+from piu_engine.core.presets import get_preset
 
 from conftest import CELEBA_ATTRIBUTES, write_mucac
 
@@ -90,7 +91,7 @@ def test_mufac_labels_identities_splits(mufac_root: Path, tmp_path: Path) -> Non
 
 
 def test_mufac_paper_forget_indices(mufac_root: Path, tmp_path: Path, monkeypatch) -> None:
-    from piu_engine.data import mufac
+    from piu_engine.core.data import mufac
 
     ds = load_dataset(cfg("mufac", mufac_root), PRESET, tmp_path / "cache")
     assert mufac.paper_forget_indices(ds).tolist() == [0, 1, 2, 3, 4, 5]
@@ -129,7 +130,7 @@ def mucac_root(tmp_path: Path) -> Path:
 
 
 def test_mucac_multilabel_and_identity_ranges(mucac_root: Path, tmp_path: Path) -> None:
-    from piu_engine.data import mucac
+    from piu_engine.core.data import mucac
 
     assert [CELEBA_ATTRIBUTES[c - 1] for c in mucac.ATTRIBUTE_COLUMNS.values()] == ["Male", "Smiling", "Young"]
     ds = load_dataset(cfg("mucac", mucac_root), PRESET, tmp_path / "cache")

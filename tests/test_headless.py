@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-MODULES = ["piu_engine", "piu_engine.cli", "piu_engine.bench", "piu_engine.workbench", "piu_engine.methods",
-           "piu_engine.forget_impl", "piu_engine.commands.bench", "piu_engine.commands.data"]
+MODULES = ["piu_engine", "piu_engine.cli", "piu_engine.core.bench", "piu_engine.core.workbench", "piu_engine.core.methods",
+           "piu_engine.core.forget", "piu_engine.commands.bench", "piu_engine.commands.data"]
 
 
 @pytest.mark.parametrize("module", MODULES)

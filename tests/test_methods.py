@@ -6,10 +6,11 @@ import math
 import pytest
 import torch
 
-from piu_engine.config import ConfigError
-from piu_engine.events import Interrupted
-from piu_engine.methods import METHODS, get_method, validate_overrides
-from piu_engine.model import state_fingerprint
+from piu_engine.common.errors import ConfigError
+from piu_engine.common.events import Interrupted
+from piu_engine.core.methods.catalog import validate_overrides
+from piu_engine.core.methods.registry import METHODS, get_method
+from piu_engine.core.model import state_fingerprint
 
 EXPECTED = {"piu-fr", "piu-fr-paper", "retrain", "finetune", "cf-k", "neggrad", "advanced-neggrad", "neggrad-plus",
             "scrub", "random-label", "bad-teacher"}
@@ -76,7 +77,7 @@ def test_stop_request_interrupts_at_a_step_boundary(tiny_bench):
         with pytest.raises(Interrupted):
             wb.run_method("finetune", original, splits, seed=0)
     finally:
-        from piu_engine.events import never_stop
+        from piu_engine.common.events import never_stop
 
         wb.control.should_stop = never_stop
 
@@ -92,7 +93,7 @@ def test_same_seed_same_result(tiny_bench):
 def test_piu_fr_lowers_the_forget_sets_mia(tiny_bench):
     """On the tiny set the original memorises its training people (high MIA);
     PIU-FR makes the forgotten ones look like never-seen people again."""
-    from piu_engine.bench import forget_split
+    from piu_engine.core.bench import forget_split
 
     wb, _, original = tiny_bench
     before, after = [], []
@@ -111,7 +112,7 @@ def test_piu_fr_early_stop_fires_then_settles_and_says_so(tiny_bench):
     ends there, and the phase's last event reports when and why."""
     from dataclasses import replace
 
-    from piu_engine.train import RunControl
+    from piu_engine.core.train import RunControl
 
     wb, splits, original = tiny_bench
     saved = wb.control
@@ -147,7 +148,7 @@ def test_piu_fr_early_stop_fires_then_settles_and_says_so(tiny_bench):
 def test_piu_fr_settle_squeezes_the_rest_of_the_decay():
     """After the rule fires the learning rate falls from where it was to 0
     within the settle steps, never past the budget."""
-    from piu_engine.methods.piu_fr import LrSchedule
+    from piu_engine.core.methods.piu_fr import LrSchedule
 
     schedule = LrSchedule(total=30, cosine=True)
     before = [schedule.factor(k) for k in range(10)]
@@ -165,7 +166,7 @@ def test_piu_fr_settle_squeezes_the_rest_of_the_decay():
 def test_piu_fr_runs_only_the_trained_blocks_on_cached_features_of_the_same_network(tiny_bench):
     """PIU-FR's fast path: head(trunk(x)) is the model, so features of the
     frozen blocks can be computed once per image."""
-    from piu_engine.model import split_resnet
+    from piu_engine.core.model import split_resnet
 
     wb, _, original = tiny_bench
     x, _ = wb.data.batch(torch.arange(8, device=wb.device))
@@ -185,9 +186,9 @@ def multilabel_bench(tmp_path_factory):
     from PIL import Image
 
     from conftest import write_config, write_mucac
-    from piu_engine.bench import forget_split
-    from piu_engine.config import load_config
-    from piu_engine.workbench import Workbench
+    from piu_engine.core.bench import forget_split
+    from piu_engine.core.config import load_config
+    from piu_engine.core.workbench import Workbench
 
     rng = np.random.default_rng(7)
     train_ids = [(i, 4) for i in range(200, 240)] + [(240, 1)]

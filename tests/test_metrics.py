@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from piu_engine.metrics import forgetting_score, mia, nomus, threshold_mia
+from piu_engine.core.metrics import forgetting_score, mia, nomus, threshold_mia
 
 
 def test_mia_is_chance_on_identical_loss_distributions():

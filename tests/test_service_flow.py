@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from piu_engine.checkpoint import save_checkpoint
-from piu_engine.config import load_config
-from piu_engine.forget import ForgetOutcome
+from piu_engine.core.checkpoint import save_checkpoint
+from piu_engine.core.config import load_config
+from piu_engine.core.request import ForgetOutcome
 from piu_engine.service.daemon import EXIT_OK, EXIT_SOME_FAILED, Daemon, Operations
-from piu_engine.service.executor import ExecMessage
+from piu_engine.service.executors.base import ExecMessage
 from piu_engine.service.registry import Registry
 from piu_engine.service.state import StateStore
 from piu_engine.service.workspace import Workspace, init_workspace
@@ -56,8 +56,17 @@ class ScriptedExecutor:
     def stop_all(self) -> None:
         pass
 
+    def kill_all(self) -> None:
+        pass
+
     def running(self):
         return list(self.active)
+
+    def describe(self) -> str:
+        return "fake:0"
+
+    def close(self) -> None:
+        pass
 
 
 def finished(mia: float, acc: float):
@@ -230,8 +239,8 @@ def test_init_and_model_import_through_the_cli(tmp_path, capsys):
     for d in ("jobs", ".piu/state", ".piu/models"):
         assert (target / d).is_dir() and os.stat(target / d).st_mode & 0o777 == 0o750
     config = str(target / "config.toml")
-    from piu_engine.config import load_config
-    from piu_engine.service.executor_settings import executor_config
+    from piu_engine.core.config import load_config
+    from piu_engine.service.executors.settings import executor_config
 
     assert executor_config(load_config(config)).kind == "local"  # the section is written, and valid
 

@@ -26,7 +26,7 @@ from test_service_daemon import (  # noqa: E402 - shared daemon helpers and fixt
     PIU, daemon_up, daemons, done_or_failed, drop, job, job_state, manifest, piu, reader, trained_ws, wait_for, ws,
 )
 
-from piu_engine.service.ray_executor import RayExecutor, classify  # noqa: E402
+from piu_engine.service.executors.ray_cluster import RayExecutor, classify  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 RAY = str(Path(sys.executable).parent / "ray")
@@ -89,9 +89,9 @@ def test_failures_of_a_ray_run_map_to_what_the_daemon_does():
 def test_losing_the_cluster_fails_running_runs_and_keeps_the_queue(monkeypatch):
     import ray.exceptions as rex
 
-    from piu_engine.service import ray_executor
-    from piu_engine.service.executor_settings import ExecutorConfig
-    from piu_engine.service.worker import RunTask
+    from piu_engine.service.executors import ray_cluster as ray_executor
+    from piu_engine.service.executors.settings import ExecutorConfig
+    from piu_engine.service.executors.base import RunTask
 
     class DeadCluster:
         def get(self, *a, **k):
@@ -113,7 +113,7 @@ def test_losing_the_cluster_fails_running_runs_and_keeps_the_queue(monkeypatch):
 
 
 def test_shared_path_maps_workspace_paths_for_the_workers(tmp_path):
-    from piu_engine.service.executor_settings import ExecutorConfig
+    from piu_engine.service.executors.settings import ExecutorConfig
 
     ex = RayExecutor(ExecutorConfig(kind="ray", shared_path="/mnt/piu/ws"), 1, tmp_path)
     assert ex.worker_path(tmp_path / ".piu/models/.staging/b.pt") == "/mnt/piu/ws/.piu/models/.staging/b.pt"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from piu_engine.config import ConfigError, parse
+from piu_engine.common.errors import ConfigError
+from piu_engine.core.config import parse
 from piu_engine.service import gate
 from piu_engine.service.manifest import ManifestError, check_manifest, derive_request_id, load_manifest
 from piu_engine.service.settings import GateConfig
@@ -163,7 +164,7 @@ def test_gate_missing_metrics_are_not_gated():
 
 # ---------------------------------------------------------------- spool and state
 def test_private_dirs_whatever_the_umask_and_uncollected_replies_are_swept(tmp_path):
-    from piu_engine.checkpoint import atomic_write_bytes
+    from piu_engine.common.fsio import atomic_write_bytes
     from piu_engine.service import control
 
     old = os.umask(0o022)
@@ -296,7 +297,7 @@ def test_group_member_reads_the_state_after_the_daemon_stopped(cfg):
 
 
 def test_registry_cleanup_and_prune(tmp_path):
-    from piu_engine.checkpoint import save_checkpoint
+    from piu_engine.core.checkpoint import save_checkpoint
     import torch
 
     from piu_engine.service.registry import Registry

@@ -3,9 +3,9 @@ and PIU-FR's unseen partition keeps its two parts apart."""
 import numpy as np
 import pytest
 
-from piu_engine.data.splits import (SplitError, choose_forget_identities, label_matched_partners,
+from piu_engine.core.data.splits import (SplitError, choose_forget_identities, label_matched_partners,
                                     make_splits)
-from piu_engine.data.synthetic import generate
+from piu_engine.core.data.synthetic import generate
 
 
 @pytest.fixture(scope="module")

@@ -76,7 +76,7 @@ def _accept(s: StateFixture, m) -> str:
 
 def _events(store, batch: str, phase: str, epochs: int, steps: int, clock: FrozenClock, dt: float,
             loss0: float, upto: float = 1.0) -> None:
-    from piu_engine.events import ProgressEvent
+    from piu_engine.common.events import ProgressEvent
 
     total = epochs * steps
     for k in range(1, int(total * upto) + 1):
@@ -91,7 +91,7 @@ def _events(store, batch: str, phase: str, epochs: int, steps: int, clock: Froze
 
 def build_state(root: Path, monkeypatch) -> StateFixture:
     """A workspace whose state holds one job in every state, with metrics and events."""
-    from piu_engine.config import load_config
+    from piu_engine.core.config import load_config
     from piu_engine.service.daemon import Operations
     from piu_engine.service.registry import Registry
     from piu_engine.service.workspace import Workspace, init_workspace
@@ -353,7 +353,7 @@ async def test_missing_daemon_shows_banner_and_last_state(state):
 
 
 async def test_no_state_database_at_all(tmp_path):
-    from piu_engine.config import load_config
+    from piu_engine.core.config import load_config
     from piu_engine.service.workspace import Workspace, init_workspace
     from piu_tui.app import PiuApp
 

@@ -6,8 +6,9 @@ import math
 import sys
 from pathlib import Path
 
-from piu_engine.config import ConfigError, load_config
-from piu_engine.events import ProgressEvent
+from piu_engine.common.errors import ConfigError
+from piu_engine.core.config import load_config
+from piu_engine.common.events import ProgressEvent
 
 COLUMNS = [("method", "method"), ("seed", "seed"), ("test_acc", "test acc"), ("forget_acc", "forget acc"),
            ("mia", "MIA"), ("forgetting_score", "FS"), ("nomus", "NoMUS"), ("seconds", "seconds"),
@@ -72,8 +73,8 @@ class ProgressView:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from piu_engine.bench import run_bench
-    from piu_engine.methods import get_method
+    from piu_engine.core.bench import run_bench
+    from piu_engine.core.methods.catalog import method_info
 
     cfg = load_config(args.config)
     dataset = args.dataset or cfg.bench.dataset
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     preset = args.preset or cfg.bench.preset
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(cfg.bench.methods)
     for m in methods:
-        get_method(m)
+        method_info(m)
     seeds = args.seeds or cfg.bench.seeds
     if seeds < 1:
         raise ConfigError("--seeds must be >= 1")

@@ -11,8 +11,9 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from piu_engine.config import DATASET_KINDS, Config, ConfigError, DatasetConfig, load_config
-from piu_engine.presets import Preset, get_preset
+from piu_engine.common.errors import ConfigError
+from piu_engine.core.config import DATASET_KINDS, Config, DatasetConfig, load_config
+from piu_engine.core.presets import Preset, get_preset
 
 
 def _bits(text: str) -> int:
@@ -62,7 +63,7 @@ def dataset_config(cfg: Config, name: str, root: str | None) -> DatasetConfig:
 
 
 def _load(args: argparse.Namespace):
-    from piu_engine.data import load_dataset
+    from piu_engine.core.data import load_dataset
 
     cfg = load_config(args.config)
     preset: Preset = get_preset(args.preset or cfg.bench.preset)
@@ -72,7 +73,7 @@ def _load(args: argparse.Namespace):
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from piu_engine.data.inspect import format_summary, summarize
+    from piu_engine.core.data.inspect import format_summary, summarize
 
     summary = summarize(_load(args))
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
@@ -80,7 +81,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from piu_engine.data.check import DEFAULT_PHASH_THRESHOLD, find_problems, format_problems
+    from piu_engine.core.data.check import DEFAULT_PHASH_THRESHOLD, find_problems, format_problems
 
     threshold = DEFAULT_PHASH_THRESHOLD if args.phash_threshold is None else args.phash_threshold
     problems = find_problems(_load(args), phash_threshold=threshold)

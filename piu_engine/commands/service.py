@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from piu_engine.config import load_config
+from piu_engine.core.config import load_config
 
 
 def _cmd_error(msg: str) -> Exception:
-    from piu_engine.cli import CommandError
+    from piu_engine.common.errors import CommandError
 
     return CommandError(msg)
 
@@ -29,7 +29,7 @@ def _workspace(args):
 
 
 def _print_json(obj: Any) -> None:
-    from piu_engine import jsonout
+    from piu_engine.common import jsonout
 
     print(jsonout.dumps(obj, indent=2, sort_keys=True))
 
@@ -113,8 +113,8 @@ def _check_no_model(ws, dataset: str) -> None:
 def cmd_train(args) -> int:
     import os
 
-    from piu_engine.checkpoint import save_checkpoint
-    from piu_engine.forget import train_original
+    from piu_engine.core.checkpoint import save_checkpoint
+    from piu_engine.core.forget import train_original
     from piu_engine.service.registry import Registry
 
     ws = _workspace(args)
@@ -144,7 +144,8 @@ def cmd_train(args) -> int:
 def cmd_model_import(args) -> int:
     import hashlib
 
-    from piu_engine.checkpoint import atomic_write_bytes, load_checkpoint
+    from piu_engine.common.fsio import atomic_write_bytes
+    from piu_engine.core.checkpoint import load_checkpoint
     from piu_engine.service.registry import Registry
 
     ws = _workspace(args)
@@ -250,7 +251,7 @@ def cmd_submit(args) -> int:
 # ------------------------------------------------------------------ service
 def cmd_daemon(args) -> int:
     from piu_engine.service.daemon import EXIT_BUSY, EXIT_UNAVAILABLE, run_service
-    from piu_engine.service.executor import ExecutorUnavailable
+    from piu_engine.service.executors.base import ExecutorUnavailable
     from piu_engine.service.workspace import WorkspaceBusy
 
     cfg = load_config(args.config)
@@ -379,7 +380,7 @@ def cmd_identities(args) -> int:
         with reader:
             rows = reader.identities(dataset, forgotten_only=args.forgotten)
     if not rows and not args.forgotten:  # the daemon has not read this dataset yet
-        from piu_engine.forget import describe_dataset
+        from piu_engine.core.forget import describe_dataset
         from piu_engine.service.state import IdentityRow
 
         info = describe_dataset(ws.cfg, dataset, ws.preset)

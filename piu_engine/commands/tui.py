@@ -9,8 +9,8 @@ import argparse
 
 
 def cmd_tui(args) -> int:
-    from piu_engine.config import load_config
-    from piu_engine.errors import CommandError
+    from piu_engine.core.config import load_config
+    from piu_engine.common.errors import CommandError
     from piu_engine.service.workspace import Workspace
 
     if args.interval <= 0:

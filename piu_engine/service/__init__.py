@@ -1,5 +1,8 @@
-"""The headless forget-request service: spool directory, state database,
-model registry, acceptance gate, executor and daemon.
+"""The service: intake, state, scheduling, executors, registry, gate, reports
+and the client API. Importing it never imports PyTorch; only the worker
+reaches the ML core.
 
-The read API for other front ends (the TUI) is :class:`~piu_engine.service.state.StateReader`.
+Importing the package registers its config sections ([service], [executor]).
 """
+from piu_engine.service import settings
+from piu_engine.service.executors import settings as executor_settings  # noqa: F401  (registers the sections)

@@ -4,7 +4,7 @@
 One loop in one thread owns the state database. File-system events only
 wake it up; it also rescans ``jobs/`` at start-up and every
 ``service.rescan_seconds``. Jobs run in worker processes through an
-:class:`~piu_engine.service.executor.Executor`.
+:class:`~piu_engine.service.executors.base.Executor`.
 
 Exactly once: a manifest is claimed by an atomic rename, recorded in the
 database, and only then moved to its final place; start-up reconciles
@@ -29,17 +29,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from piu_engine.config import Config
+from piu_engine.core.config import Config
 from piu_engine.service import control, gate as gate_mod
 from piu_engine.service.arrivals import CLOSED, MOVED, Arrivals
-from piu_engine.service.executor import ExecMessage, Executor, create_executor
+from piu_engine.service.executors import create_executor
+from piu_engine.service.executors.base import ExecMessage, Executor
 from piu_engine.service.fsutil import UMASK
 from piu_engine.service.manifest import IdentityCache, ManifestError, check_manifest, parse_json, read_manifest_bytes
 from piu_engine.service.operations import Operations
 from piu_engine.service.registry import Registry, RegistryError
 from piu_engine.service.spool import Spool
 from piu_engine.service.state import TERMINAL_STATES, JobRow, StateStore
-from piu_engine.service.worker import RunTask
+from piu_engine.service.executors.base import RunTask
 from piu_engine.service.workspace import InstanceLock, Workspace
 
 log = logging.getLogger("piu.daemon")
@@ -126,28 +127,18 @@ class Daemon:
                 self.store.close()
             return code
         finally:
-            if self._owns_executor and hasattr(self.executor, "close"):
+            if self._owns_executor:
                 self.executor.close()
             lock.release()
 
     def _describe_device(self) -> str:
-        if hasattr(self.executor, "describe"):
-            return self.executor.describe()
-        if self.s.devices:
-            return ", ".join(self.s.devices)
-        try:
-            from piu_engine.device import describe, pick_device
-
-            return describe(pick_device(self.cfg.engine))
-        except Exception as exc:  # noqa: BLE001
-            return f"{self.cfg.engine.device} ({exc})"
+        return self.executor.describe()
 
     def _install_signals(self) -> dict[int, Any]:
         def handler(signum, _frame):
             if self.stopping:  # second signal: do not wait for a step boundary
                 log.warning("second %s: killing running workers", signal.Signals(signum).name)
-                if hasattr(self.executor, "kill_all"):
-                    self.executor.kill_all()
+                self.executor.kill_all()
             self.stopping = True
             self.wake.set()
 

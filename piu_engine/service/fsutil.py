@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from piu_engine.checkpoint import atomic_write_bytes, fsync_dir, private_dirs
+from piu_engine.common.fsio import atomic_write_bytes, fsync_dir, private_dirs
 
 FILE_MODE = 0o640  # reports, manifests and the state database name real people
 UMASK = 0o027

@@ -17,7 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from piu_engine.config import Config, ConfigError
+from piu_engine.common.errors import ConfigError
+from piu_engine.core.config import Config
 
 DEFAULT_METHOD = "piu-fr"
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"
@@ -214,7 +215,7 @@ def check_manifest(doc: Any, cfg: Config, train_identities: IdentityLookup, max_
         problems.append(
             f"dataset: unknown dataset {dataset!r}; configured: {', '.join(sorted(cfg.datasets))}"
         )
-    from piu_engine.methods import validate_overrides
+    from piu_engine.core.methods.catalog import validate_overrides
 
     try:
         validate_overrides(method, params, key="params")
@@ -275,7 +276,7 @@ class IdentityCache:
 
     def info(self, dataset: str):
         if dataset not in self._info:
-            from piu_engine.forget import describe_dataset
+            from piu_engine.core.forget import describe_dataset
 
             self._info[dataset] = describe_dataset(self.cfg, dataset, self.preset)
         return self._info[dataset]

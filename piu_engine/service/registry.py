@@ -14,7 +14,8 @@ import os
 import shutil
 from pathlib import Path
 
-from piu_engine.checkpoint import ChecksumError, sha256_file
+from piu_engine.common.errors import ChecksumError
+from piu_engine.common.fsio import sha256_file
 from piu_engine.service.fsutil import move, private_dirs
 from piu_engine.service.state import StateStore, VersionRow
 

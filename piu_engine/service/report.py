@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import piu_engine
-from piu_engine import jsonout
+from piu_engine.common import jsonout
 from piu_engine.service.state import JobRow, VersionRow
 
 REPORT_VERSION = 1

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from piu_engine.config import ConfigError, register_section
+from piu_engine.common.errors import ConfigError
+from piu_engine.common.settings import register_section
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class ServiceConfig:
             if not getattr(self, name):
                 raise ConfigError(f"{key}.{name}: must not be empty")
         if self.preset:
-            from piu_engine.config import PRESETS
+            from piu_engine.core.config import PRESETS
 
             if self.preset not in PRESETS:
                 raise ConfigError(f"{key}.preset: expected one of {', '.join(PRESETS)}, got {self.preset!r}")

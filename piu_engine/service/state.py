@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from piu_engine import jsonout
+from piu_engine.common import jsonout
 from piu_engine.service.fsutil import FILE_MODE, private_dirs
 
 SCHEMA_VERSION = 1

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from piu_engine.config import Config
+from piu_engine.core.config import Config
 from piu_engine.service.fsutil import private_dirs, write_private
 from piu_engine.service.settings import ServiceConfig, service_config
 from piu_engine.service.spool import Spool
@@ -151,7 +151,7 @@ min_test_samples = 50
 
 def init_workspace(target: Path, preset: str = "tiny", force: bool = False) -> Path:
     """Write a ready workspace: config.toml, jobs/, state and model folders."""
-    from piu_engine.config import PRESETS
+    from piu_engine.core.config import PRESETS
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -162,7 +162,7 @@ def init_workspace(target: Path, preset: str = "tiny", force: bool = False) -> P
         raise FileExistsError(f"{config} already exists (use --force to overwrite)")
     write_private(config, CONFIG_TEMPLATE.format(preset=preset))
     os.chmod(config, 0o640)
-    from piu_engine.config import load_config
+    from piu_engine.core.config import load_config
 
     Workspace.from_config(load_config(config)).ensure()
     return config

@@ -1,0 +1,1 @@
+"""Torch-free foundations every layer may use: errors, files, JSON, settings, events."""

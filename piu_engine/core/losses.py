@@ -1,0 +1,43 @@
+"""Task losses shared by every method: cross-entropy for classes, BCE for
+attributes, and the temperature-scaled distillation KL used by SCRUB,
+PIU-FR and Bad Teacher."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from piu_engine.core.data.types import Task
+
+
+def task_loss(logits: torch.Tensor, y: torch.Tensor, task: Task, reduction: str = "mean") -> torch.Tensor:
+    logits = logits.float()
+    if task is Task.MULTILABEL:
+        loss = F.binary_cross_entropy_with_logits(logits, y.float(), reduction="none").mean(1)
+    else:
+        loss = F.cross_entropy(logits, y, reduction="none")
+    return loss.mean() if reduction == "mean" else loss
+
+
+def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+               task: Task) -> torch.Tensor:
+    """T^2 * KL(teacher || student) on temperature-softened outputs, batch mean.
+
+    Multi-label heads are treated as independent Bernoulli outputs per attribute.
+    """
+    t = temperature
+    s, te = student_logits.float() / t, teacher_logits.float() / t
+    if task is Task.MULTILABEL:
+        p = torch.sigmoid(te)
+        log_q1, log_q0 = F.logsigmoid(s), F.logsigmoid(-s)
+        log_p1, log_p0 = F.logsigmoid(te), F.logsigmoid(-te)
+        kl = p * (log_p1 - log_q1) + (1 - p) * (log_p0 - log_q0)
+        return kl.sum(1).mean() * t * t
+    return F.kl_div(F.log_softmax(s, dim=1), F.log_softmax(te, dim=1), reduction="batchmean",
+                    log_target=True) * t * t
+
+
+def predictions_correct(logits: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
+    """Per-sample accuracy: 1/0 for classes, mean attribute accuracy for multi-label."""
+    if task is Task.MULTILABEL:
+        return ((logits.float() > 0).float() == y.float()).float().mean(1)
+    return (logits.argmax(1) == y).float()

@@ -1,0 +1,22 @@
+"""Each catalogued method bound to the function that runs it."""
+from __future__ import annotations
+
+import importlib
+
+from piu_engine.core.methods.base import MethodSpec
+from piu_engine.core.methods.catalog import CATALOG, method_info
+
+_MODULES = ("piu_fr", "retrain", "finetune", "neggrad", "scrub", "random_label", "bad_teacher")
+
+_RUNS = {}
+for _name in _MODULES:
+    _RUNS.update(importlib.import_module(f"piu_engine.core.methods.{_name}").RUNS)
+if set(_RUNS) != set(CATALOG):  # pragma: no cover - a developer error caught at import
+    raise RuntimeError(f"methods without a run or a catalog entry: {sorted(set(_RUNS) ^ set(CATALOG))}")
+
+METHODS: dict[str, MethodSpec] = {name: MethodSpec(info, _RUNS[name]) for name, info in CATALOG.items()}
+
+
+def get_method(name: str) -> MethodSpec:
+    method_info(name)  # the catalog's error for an unknown name
+    return METHODS[name]
