@@ -90,20 +90,41 @@ def test_same_seed_same_result(tiny_bench):
         assert torch.equal(v, b.model.state_dict()[k]), k
 
 
-def test_piu_fr_lowers_the_forget_sets_mia(tiny_bench):
-    """On the tiny set the original memorises its training people (high MIA);
-    PIU-FR makes the forgotten ones look like never-seen people again."""
-    from piu_engine.core.bench import forget_split
+def test_piu_fr_takes_away_what_the_original_memorised(tiny_bench):
+    """On the tiny set the original memorises its training people: their photos are
+    recognised far better, and at a far lower loss, than never-seen people's. PIU-FR
+    takes that advantage away. Paired before/after on the same original, over three seeds.
 
-    wb, _, original = tiny_bench
-    before, after = [], []
-    for seed in (0, 2):
+    Why these bounds: different CPUs round differently and ten epochs of training then
+    give other models, so the bounds come from the spread over 12 seeds (each with its
+    own original, on one machine). Forget accuracy fell by 0.19 to 0.72 (mean 0.47, sd
+    0.14): the three-seed mean must fall by more than 0.15, about 4 sd of such a mean
+    below its expected value. The forget-vs-never-seen loss gap shrank in 12 of 12 seeds
+    (by 0.25 to 13.9). The MIA itself, on 36 against 24 images, moved from anywhere in
+    0.58-0.90 to 0.34-0.80: too noisy on this set to assert on.
+    """
+    import numpy as np
+
+    from piu_engine.core.bench import forget_split
+    from piu_engine.core.metrics import per_sample
+
+    wb, _, _ = tiny_bench
+
+    def advantage(model, splits):
+        f_loss, f_correct = per_sample(model, wb.data, splits.forget)
+        u_loss, _ = per_sample(model, wb.data, splits.unseen_eval)
+        return float(f_correct.mean()), float(u_loss.mean() - f_loss.mean())
+
+    acc_drop, gap_drop = [], []
+    for seed in (0, 1, 2):
+        original, _, _ = wb.original(seed)
         splits = forget_split(wb, seed)
-        before.append(wb.evaluate(original, splits, seed)["mia"])
-        run = wb.run_method("piu-fr", original, splits, seed)
-        after.append(wb.evaluate(run.model, splits, seed)["mia"])
-    assert min(before) > 0.7, before
-    assert sum(after) / 2 < sum(before) / 2 - 0.1, (before, after)
+        acc_before, gap_before = advantage(original, splits)
+        acc_after, gap_after = advantage(wb.run_method("piu-fr", original, splits, seed).model, splits)
+        acc_drop.append(acc_before - acc_after)
+        gap_drop.append(gap_before - gap_after)
+    assert np.mean(acc_drop) > 0.15, acc_drop
+    assert min(gap_drop) > 0, gap_drop
 
 
 def test_piu_fr_early_stop_fires_then_settles_and_says_so(tiny_bench):
