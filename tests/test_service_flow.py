@@ -15,7 +15,8 @@ import torch
 from piu_engine.core.checkpoint import save_checkpoint
 from piu_engine.core.config import load_config
 from piu_engine.core.request import ForgetOutcome
-from piu_engine.service.daemon import EXIT_OK, EXIT_SOME_FAILED, Daemon, Operations
+from piu_engine.service.daemon import EXIT_OK, EXIT_SOME_FAILED, Daemon
+from piu_engine.service.operations import Operations
 from piu_engine.service.executors.base import ExecMessage
 from piu_engine.service.registry import Registry
 from piu_engine.service.state import StateStore

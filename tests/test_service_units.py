@@ -11,6 +11,7 @@ import pytest
 
 from piu_engine.common.errors import ConfigError
 from piu_engine.core.config import parse
+from piu_engine.core.request import Metrics
 from piu_engine.service import gate
 from piu_engine.service.manifest import ManifestError, check_manifest, derive_request_id, load_manifest
 from piu_engine.service.settings import GateConfig
@@ -129,14 +130,14 @@ def test_file_level_checks(tmp_path, cfg):
 
 # ---------------------------------------------------------------- gate
 def _metrics(mia, acc, n_forget=6, n_unseen=36, id_f=1, id_u=6, n_test=48):
-    return {"mia": mia, "test_acc": acc, "n_forget": n_forget, "n_unseen_eval": n_unseen,
-            "n_forget_identities": id_f, "n_unseen_identities": id_u, "n_test": n_test}
+    return Metrics(mia=mia, test_acc=acc, n_forget=n_forget, n_unseen_eval=n_unseen,
+                   n_forget_identities=id_f, n_unseen_identities=id_u, n_test=n_test)
 
 
 def test_gate_never_fails_on_too_few_samples():
     g = GateConfig(mia_tolerance=0.05, min_mia_samples=50, min_mia_identities=10, min_test_samples=50)
     r = gate.evaluate(g, _metrics(0.5, 0.7), _metrics(0.95, 0.1))  # awful numbers, but on 6 images and 48 tests
-    assert r.passed
+    assert r.passed and r.decision == "not gated"  # kept, but never shown as a pass
     notes = {c.name: c.note for c in r.checks}
     assert "not gated: too few samples" in notes["mia"] and "forget_images=6" in notes["mia"]
     assert "not gated: too few samples (test_images=48" in notes["test_acc"]
@@ -147,19 +148,19 @@ def test_gate_fails_with_the_numbers_when_samples_suffice():
                    min_test_samples=50)
     big = dict(n_forget=200, n_unseen=300, id_f=20, id_u=30, n_test=400)
     r = gate.evaluate(g, _metrics(0.6, 0.70, **big), _metrics(0.58, 0.60, **big))
-    assert not r.passed
+    assert not r.passed and r.decision == "failed"
     fails = r.failures()
     assert any("MIA 0.5800 outside 0.5 +- 0.05" in f for f in fails)
     assert any("test accuracy 0.6000 is below >= 0.6800" in f for f in fails)
     ok = gate.evaluate(g, _metrics(0.6, 0.70, **big), _metrics(0.52, 0.69, **big))
-    assert ok.passed and all(c.gated for c in ok.checks)
+    assert ok.passed and all(c.gated for c in ok.checks) and ok.decision == "passed"
     off = gate.evaluate(GateConfig(enabled=False), _metrics(0.6, 0.7, **big), _metrics(0.9, 0.1, **big))
-    assert off.passed and not off.enabled
+    assert off.passed and not off.enabled and off.decision == "not gated"
 
 
 def test_gate_missing_metrics_are_not_gated():
-    r = gate.evaluate(GateConfig(), {}, {"mia": float("nan")})
-    assert r.passed and all(not c.gated for c in r.checks)
+    r = gate.evaluate(GateConfig(), Metrics(), Metrics.from_dict({"mia": float("nan")}))
+    assert r.passed and all(not c.gated for c in r.checks) and r.decision == "not gated"
 
 
 # ---------------------------------------------------------------- spool and state

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from piu_engine.core.config import load_config
+from piu_engine.service.jobstate import ACTIVE_STATES, JobState
 
 
 def _cmd_error(msg: str) -> Exception:
@@ -28,19 +29,30 @@ def _workspace(args):
     return Workspace.from_config(load_config(args.config))
 
 
+def _client(args):
+    from piu_engine.service.client import Client
+
+    return Client(_workspace(args))
+
+
+def _client_errors(func):
+    """A refusal by the service is a one-line error, not a traceback."""
+
+    def wrapped(*a, **kw):
+        from piu_engine.service.client import ClientError
+
+        try:
+            return func(*a, **kw)
+        except ClientError as exc:
+            raise _cmd_error(str(exc)) from None
+
+    return wrapped
+
+
 def _print_json(obj: Any) -> None:
     from piu_engine.common import jsonout
 
     print(jsonout.dumps(obj, indent=2, sort_keys=True))
-
-
-def _reader(ws):
-    from piu_engine.service.state import StateMissing, StateReader
-
-    try:
-        return StateReader(ws.db_path)
-    except StateMissing:
-        return None
 
 
 def _when(ts: float | None) -> str:
@@ -61,55 +73,15 @@ def cmd_init(args) -> int:
 
 
 # ------------------------------------------------------------------ models
-def _direct_ops(ws):
-    """Handler applying control operations directly (the caller holds the lock)."""
-    from piu_engine.service.daemon import Operations
-    from piu_engine.service.registry import Registry
-    from piu_engine.service.state import StateStore
-
-    def handle(op: str, op_args: dict[str, Any]) -> dict[str, Any]:
-        ws.ensure()
-        store = StateStore(ws.db_path)
-        try:
-            ops = Operations(ws, store, Registry(ws.models_dir).ensure(), ws.spool().ensure())
-            return ops.handle(op, op_args)
-        finally:
-            store.close()
-
-    return handle
-
-
-def _control(ws, op: str, op_args: dict[str, Any]) -> dict[str, Any]:
-    from piu_engine.service import control
-
-    try:
-        reply = control.call(ws, op, op_args, _direct_ops(ws))
-    except control.ControlError as exc:
-        raise _cmd_error(str(exc)) from None
-    if not reply.get("ok"):
-        raise _cmd_error(reply.get("message", "failed"))
-    return reply
-
-
-def _register(ws, dataset: str, data_path: Path, sha: str, source: str, metrics: dict) -> dict[str, Any]:
-    try:
-        return _control(ws, "register", {"dataset": dataset, "file": data_path.name, "sha256": sha,
-                                         "source": source, "metrics": metrics})
-    finally:
-        data_path.unlink(missing_ok=True)
-
-
-def _check_no_model(ws, dataset: str) -> None:
-    reader = _reader(ws)
-    if reader is None:
-        return
-    with reader:
-        cur = reader.current_version(dataset)
+def _check_no_model(client, dataset: str) -> None:
+    with client.reader() as reader:
+        cur = reader.current_version(dataset) if reader else None
     if cur is not None:
         raise _cmd_error(f"dataset {dataset!r} already has models (current version {cur.version}); "
                          f"version 0 is registered once per dataset")
 
 
+@_client_errors
 def cmd_train(args) -> int:
     import os
 
@@ -117,10 +89,11 @@ def cmd_train(args) -> int:
     from piu_engine.core.forget import train_original
     from piu_engine.service.registry import Registry
 
-    ws = _workspace(args)
+    client = _client(args)
+    ws = client.ws
     dataset = args.dataset or ws.cfg.bench.dataset
     ws.cfg.dataset(dataset)
-    _check_no_model(ws, dataset)
+    _check_no_model(client, dataset)
     ws.ensure()
     preset = args.preset or ws.preset
 
@@ -134,13 +107,13 @@ def cmd_train(args) -> int:
     reg = Registry(ws.models_dir).ensure()
     staged = reg.incoming / f"train-{dataset}-{os.getpid()}.pt"
     sha = save_checkpoint(trained.state_dict, staged)
-    reply = _register(ws, dataset, staged, sha, "train", dict(trained.metrics, seconds=trained.seconds))
-    print(reply["message"])
+    print(client.register(dataset, staged, sha, "train", dict(trained.metrics, seconds=trained.seconds)))
     m = trained.metrics
     print("  " + "  ".join(f"{k} {m[k]:.4f}" for k in ("test_acc", "mia", "nomus") if isinstance(m.get(k), float)))
     return 0
 
 
+@_client_errors
 def cmd_model_import(args) -> int:
     import hashlib
 
@@ -148,10 +121,11 @@ def cmd_model_import(args) -> int:
     from piu_engine.core.checkpoint import load_checkpoint
     from piu_engine.service.registry import Registry
 
-    ws = _workspace(args)
+    client = _client(args)
+    ws = client.ws
     dataset = args.dataset or ws.cfg.bench.dataset
     ws.cfg.dataset(dataset)
-    _check_no_model(ws, dataset)
+    _check_no_model(client, dataset)
     src = Path(args.file)
     if not src.is_file():
         raise _cmd_error(f"{src}: no such file")
@@ -163,18 +137,12 @@ def cmd_model_import(args) -> int:
     ws.ensure()
     staged = Registry(ws.models_dir).ensure().incoming / f"import-{dataset}-{hashlib.sha256(data).hexdigest()[:12]}.pt"
     atomic_write_bytes(staged, data)
-    reply = _register(ws, dataset, staged, hashlib.sha256(data).hexdigest(), "import", {})
-    print(reply["message"])
+    print(client.register(dataset, staged, hashlib.sha256(data).hexdigest(), "import", {}))
     return 0
 
 
 def cmd_model_list(args) -> int:
-    ws = _workspace(args)
-    reader = _reader(ws)
-    rows = []
-    if reader is not None:
-        with reader:
-            rows = reader.versions(args.dataset)
+    rows = _client(args).versions(args.dataset)
     if args.json:
         _print_json([r.__dict__ for r in rows])
         return 0
@@ -191,28 +159,8 @@ def cmd_model_list(args) -> int:
 
 
 # ------------------------------------------------------------------ manifests
-def _check_file(ws, path: Path):
-    from piu_engine.service.manifest import IdentityCache, ManifestError, load_manifest
-
-    s = ws.settings
-    try:
-        manifest, data = load_manifest(path, ws.cfg, IdentityCache(ws.cfg, ws.preset), s.max_manifest_bytes,
-                                       s.max_forget_share)
-    except ManifestError as exc:
-        return None, exc.problems
-    reader = _reader(ws)
-    if reader is not None:
-        with reader:
-            seen = reader.job(manifest.request_id)
-        if seen is not None and seen.id == manifest.request_id:
-            return manifest, [f"request_id {manifest.request_id!r} was received before (job is {seen.state}); "
-                              f"the service would reject it as a duplicate"]
-    return manifest, []
-
-
 def cmd_validate(args) -> int:
-    ws = _workspace(args)
-    manifest, problems = _check_file(ws, Path(args.file))
+    manifest, problems = _client(args).check_file(Path(args.file))
     if args.json:
         _print_json({"file": args.file, "valid": not problems, "problems": problems,
                      "manifest": manifest.to_dict() if manifest else None})
@@ -226,25 +174,18 @@ def cmd_validate(args) -> int:
     return 0 if not problems else 1
 
 
+@_client_errors
 def cmd_submit(args) -> int:
-    ws = _workspace(args)
-    manifest, problems = _check_file(ws, Path(args.file))
-    if problems:
+    from piu_engine.service.client import SubmitRefused
+
+    try:
+        sent = _client(args).submit_file(Path(args.file))
+    except SubmitRefused as exc:
         print(f"{args.file}: not submitted", file=sys.stderr)
-        for p in problems:
+        for p in exc.problems:
             print(f"  - {p}", file=sys.stderr)
         return 1
-    data = Path(args.file).read_bytes()
-    if manifest.id_derived:  # pin the derived id so the daemon sees the same request_id
-        doc = json.loads(data)
-        doc["request_id"] = manifest.request_id
-        data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    ws.ensure()
-    try:
-        dst = ws.spool().submit(f"{manifest.request_id}.json", data)
-    except FileExistsError as exc:
-        raise _cmd_error(f"{exc}: request {manifest.request_id} is already waiting") from None
-    print(f"submitted {manifest.request_id} -> {dst}")
+    print(f"submitted {sent.request_id} -> {sent.path}")
     return 0
 
 
@@ -267,31 +208,27 @@ def cmd_daemon(args) -> int:
 
 def _job_line(j) -> str:
     prog = ""
-    if j.state == "running":
+    if j.state == JobState.RUNNING:
         prog = f"{j.phase or ''} {100 * (j.progress or 0):.0f}%".strip()
     m = j.metrics or {}
     mia = f"mia {m['mia']:.3f}" if isinstance(m.get("mia"), (int, float)) else ""
     acc = f"acc {m['test_acc']:.3f}" if isinstance(m.get("test_acc"), (int, float)) else ""
     ver = f"v{j.version}" if j.version is not None else ""
-    err = (j.error or "").splitlines()[0][:70] if j.state in ("failed", "rejected", "cancelled") and j.error else ""
+    err = (j.error or "").splitlines()[0][:70] if j.state in (JobState.FAILED, JobState.REJECTED, JobState.CANCELLED) and j.error else ""
     return (f"{j.id[:30]:<30} {j.state:<9} {len(j.identities):>4} {j.method or '-':<10} {ver:>5} "
-            f"{acc:<10} {mia:<10} {prog}{err}")
+            f"{acc:<10} {mia:<10} {j.gate or '-':<9} {prog}{err}")
 
 
 def cmd_status(args) -> int:
-    ws = _workspace(args)
-    reader = _reader(ws)
-    if reader is None:
+    client = _client(args)
+    status = client.status()
+    if status is None:
         if args.json:
             _print_json({"daemon": None, "models": [], "counts": {}, "jobs": []})
         else:
-            print(f"no service state yet at {ws.db_path}; start `piu daemon` or run `piu batch`")
+            print(f"no service state yet at {client.ws.db_path}; start `piu daemon` or run `piu batch`")
         return 0
-    with reader:
-        hb = reader.heartbeat()
-        models = [v for v in reader.versions() if v.current]
-        counts = reader.counts()
-        jobs = reader.jobs()
+    hb, models, counts, jobs = status.heartbeat, status.models, status.counts, status.jobs
     if args.json:
         _print_json({
             "daemon": None if hb is None else dict(hb.__dict__, alive=hb.alive()),
@@ -310,26 +247,23 @@ def cmd_status(args) -> int:
         print(f"model: {v.dataset} version {v.version} ({len(v.forgotten)} identities forgotten), "
               f"sha256 {v.sha256[:16]}")
     print("jobs: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n) or "none"))
-    shown = jobs if args.all else [j for j in jobs if j.state in ("queued", "running")] + \
-        [j for j in jobs if j.state not in ("queued", "running")][-20:]
+    shown = jobs if args.all else [j for j in jobs if j.state in ACTIVE_STATES] + \
+        [j for j in jobs if j.state not in ACTIVE_STATES][-20:]
     if shown:
-        print(f"\n{'id':<30} {'state':<9} {'ids':>4} {'method':<10} {'model':>5} {'test':<10} {'MIA':<10} progress")
+        print(f"\n{'id':<30} {'state':<9} {'ids':>4} {'method':<10} {'model':>5} {'test':<10} {'MIA':<10} "
+              f"{'gate':<9} progress")
         for j in shown:
             print(_job_line(j))
     return 0
 
 
 def cmd_jobs_show(args) -> int:
-    ws = _workspace(args)
-    reader = _reader(ws)
-    job = None
-    if reader is not None:
-        with reader:
-            job = reader.job(args.id)
-            idents = reader.job_identities(job.id) if job else []
-            events = reader.events(job.batch_id, limit=100000)[-10:] if job and job.batch_id else []
-    if job is None:
+    client = _client(args)
+    ws = client.ws
+    detail = client.job(args.id, events=10)
+    if detail is None:
         raise _cmd_error(f"no job {args.id!r}")
+    job, idents, events = detail.job, detail.identities, detail.events
     if args.json:
         d = dict(job.__dict__, identities_detail=idents, recent_events=[e.__dict__ for e in events])
         _print_json(d)
@@ -339,7 +273,7 @@ def cmd_jobs_show(args) -> int:
         print(report.read_text("utf-8"), end="")
         return 0
     print(f"job {job.id}: {job.state} (attempt {job.attempts})")
-    if job.state == "rejected":
+    if job.state == JobState.REJECTED:
         print(f"  file {job.file_name} -> {ws.jobs_dir / 'rejected'}, received {_when(job.created_at)}")
         print("  error: " + (job.error or "").replace("\n", "\n    "))
         return 0
@@ -348,7 +282,7 @@ def cmd_jobs_show(args) -> int:
     print(f"  received {_when(job.created_at)}, started {_when(job.started_at)}")
     for i in idents:
         print(f"  - {i['identity']}: {i['images']} images, {i['status']}")
-    if job.state == "running":
+    if job.state == JobState.RUNNING:
         print(f"  progress: {job.phase} {100 * (job.progress or 0):.0f}%")
         for e in events:
             loss = f" loss {e.loss:.4f}" if e.loss is not None else ""
@@ -358,34 +292,23 @@ def cmd_jobs_show(args) -> int:
     return 0
 
 
+@_client_errors
 def cmd_cancel(args) -> int:
-    reply = _control(_workspace(args), "cancel", {"id": args.id})
-    print(reply["message"])
+    print(_client(args).cancel(args.id))
     return 0
 
 
+@_client_errors
 def cmd_retry(args) -> int:
-    reply = _control(_workspace(args), "retry", {"id": args.id})
-    print(reply["message"])
+    print(_client(args).retry(args.id))
     return 0
 
 
 def cmd_identities(args) -> int:
-    ws = _workspace(args)
-    dataset = args.dataset or ws.cfg.bench.dataset
-    ws.cfg.dataset(dataset)
-    reader = _reader(ws)
-    rows = []
-    if reader is not None:
-        with reader:
-            rows = reader.identities(dataset, forgotten_only=args.forgotten)
-    if not rows and not args.forgotten:  # the daemon has not read this dataset yet
-        from piu_engine.core.forget import describe_dataset
-        from piu_engine.service.state import IdentityRow
-
-        info = describe_dataset(ws.cfg, dataset, ws.preset)
-        rows = [IdentityRow(dataset, i, info.images_per_identity.get(i), "present", None, None, None)
-                for i in info.train_identities]
+    client = _client(args)
+    dataset = args.dataset or client.ws.cfg.bench.dataset
+    client.ws.cfg.dataset(dataset)
+    rows = client.identities(dataset, forgotten_only=args.forgotten)
     if args.json:
         _print_json([r.__dict__ for r in rows])
         return 0

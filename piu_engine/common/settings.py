@@ -40,7 +40,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
-    if is_dataclass(tp):
+    if isinstance(tp, type) and is_dataclass(tp):
         return build(tp, value, key)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)

@@ -9,11 +9,11 @@ from pathlib import Path
 from piu_engine.common import jsonout
 from piu_engine.core.config import Config
 from piu_engine.core.data.splits import choose_forget_identities, make_splits
+from piu_engine.core.request import METRIC_NAMES
 from piu_engine.common.events import EventSink, no_events
 from piu_engine.core.workbench import Workbench
 
-ROW_KEYS = ("method", "seed", "test_acc", "forget_acc", "retain_acc", "unseen_acc", "mia", "mia_std",
-            "forgetting_score", "nomus", "seconds", "speedup_vs_retrain")
+ROW_KEYS = ("method", "seed", *METRIC_NAMES, "seconds", "speedup_vs_retrain")
 
 
 @dataclass

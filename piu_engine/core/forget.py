@@ -18,7 +18,7 @@ from piu_engine.core.config import Config
 from piu_engine.core.data.splits import make_splits
 from piu_engine.core.data.types import Split
 from piu_engine.core.evaluate import forget_set_metrics
-from piu_engine.core.request import DatasetInfo, ForgetOutcome, ForgetRequest, TrainedModel
+from piu_engine.core.request import DatasetInfo, ForgetOutcome, ForgetRequest, Metrics, TrainedModel
 from piu_engine.core.metrics import per_sample
 from piu_engine.core.workbench import Workbench
 
@@ -82,5 +82,7 @@ def run_forget(cfg: Config, request: ForgetRequest, parent_weights: Path, out_we
     counts = {f"{k}_images": v for k, v in splits.counts().items()}
     counts["forget_identities"] = len(splits.forget_identities)
     counts["unseen_eval_identities"] = len(set(wb.ds.identities[splits.unseen_eval].tolist()))
-    return ForgetOutcome(parent_metrics, model_metrics, baselines, per_group, counts, run.seconds, sha,
+    return ForgetOutcome(Metrics.from_dict(parent_metrics), Metrics.from_dict(model_metrics),
+                         {k: Metrics.from_dict(m) for k, m in baselines.items()},
+                         {k: Metrics.from_dict(m) for k, m in per_group.items()}, counts, run.seconds, sha,
                          run.params)

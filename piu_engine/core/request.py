@@ -6,9 +6,14 @@ and sends a :class:`ForgetOutcome` back.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+import math
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+# The figures one evaluation gives, in the order tables show them (REFERENCE.md defines each).
+METRIC_NAMES = ("test_acc", "forget_acc", "retain_acc", "unseen_acc", "mia", "mia_std", "forgetting_score", "nomus")
+# How many images and people each figure rests on (a figure on a handful of images is noise).
+SAMPLE_COUNT_NAMES = ("n_forget", "n_unseen_eval", "n_test", "n_forget_identities", "n_unseen_identities")
 
 
 @dataclass
@@ -31,16 +36,84 @@ class ForgetRequest:
         return list(seen)
 
 
+def _number(value: Any) -> float | None:
+    """A measured figure, or None when it was not measured (None, NaN, not a number)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass
+class Metrics:
+    """One evaluation of one model on a request's splits; None = not measured.
+
+    The same type on both sides of the process boundary: the worker sends
+    :meth:`to_dict`, the service reads it back with :meth:`from_dict`, and
+    figures it does not know (``extra``) travel unchanged.
+    """
+
+    test_acc: float | None = None
+    forget_acc: float | None = None
+    retain_acc: float | None = None
+    unseen_acc: float | None = None
+    mia: float | None = None
+    mia_std: float | None = None
+    forgetting_score: float | None = None
+    nomus: float | None = None
+    seconds: float | None = None  # wall-clock of the method that made the model
+    n_forget: int | None = None
+    n_unseen_eval: int | None = None
+    n_test: int | None = None
+    n_forget_identities: int | None = None
+    n_unseen_identities: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "Metrics":
+        rest = dict(d or {})
+        known = {}
+        for f in fields(cls):
+            if f.name != "extra" and f.name in rest:
+                value = rest.pop(f.name)
+                known[f.name] = _count(value) if f.name in SAMPLE_COUNT_NAMES else _number(value)
+        return cls(**known, extra=rest)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every figure, an unmeasured one as None (null in JSON); counts and time when known."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name in METRIC_NAMES or (f.name != "extra" and getattr(self, f.name) is not None)}
+        return {**out, **self.extra}
+
+
 @dataclass
 class ForgetOutcome:
-    parent: dict[str, Any]  # metrics of the parent model on this request's splits
-    model: dict[str, Any]  # metrics of the new model
-    baselines: dict[str, dict[str, Any]]  # compare method -> metrics
-    per_group: dict[str, dict[str, Any]]  # request_id -> metrics on its own forget set
+    parent: Metrics  # the parent model on this request's splits
+    model: Metrics  # the new model
+    baselines: dict[str, Metrics]  # compare method -> its model
+    per_group: dict[str, Metrics]  # request_id -> the new model on that request's own forget set
     counts: dict[str, int]  # images per split the figures rest on
     seconds: float  # wall-clock of the unlearning method itself
     sha256: str  # of the written checkpoint
     method_params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"parent": self.parent.to_dict(), "model": self.model.to_dict(),
+                "baselines": {k: m.to_dict() for k, m in self.baselines.items()},
+                "per_group": {k: m.to_dict() for k, m in self.per_group.items()},
+                "counts": dict(self.counts), "seconds": self.seconds, "sha256": self.sha256,
+                "method_params": dict(self.method_params)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ForgetOutcome":
+        return cls(parent=Metrics.from_dict(d.get("parent")), model=Metrics.from_dict(d.get("model")),
+                   baselines={k: Metrics.from_dict(m) for k, m in (d.get("baselines") or {}).items()},
+                   per_group={k: Metrics.from_dict(m) for k, m in (d.get("per_group") or {}).items()},
+                   counts=dict(d.get("counts") or {}), seconds=float(d.get("seconds") or 0.0),
+                   sha256=str(d["sha256"]), method_params=dict(d.get("method_params") or {}))
 
 
 @dataclass

@@ -12,16 +12,20 @@ Two checks, each on a statistic only when it rests on enough data:
   (when the engine does not report the test size, the check is gated).
 
 A check that is not gated never fails a job. A metric that is missing or not
-a number is reported as not gated. The decision and every figure it rests
-on go into the job's report.
+a number is reported as not gated. The decision is ``passed`` only when at
+least one check was gated and every gated check passed; with nothing gated
+it is ``not gated`` (the model is kept, and nobody reads that as a pass).
+The decision and every figure it rests on go into the job's report.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from piu_engine.core.request import Metrics
 from piu_engine.service.settings import GateConfig
+
+PASSED, FAILED, NOT_GATED = "passed", "failed", "not gated"
 
 
 @dataclass
@@ -41,51 +45,43 @@ class GateResult:
     enabled: bool
     checks: list[Check] = field(default_factory=list)
 
+    @property
+    def decision(self) -> str:
+        """passed | failed | not gated: what status, report and TUI show."""
+        if not self.passed:
+            return FAILED
+        return PASSED if any(c.gated for c in self.checks) else NOT_GATED
+
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "enabled": self.enabled, "checks": [asdict(c) for c in self.checks]}
+        return {"passed": self.passed, "decision": self.decision, "enabled": self.enabled,
+                "checks": [asdict(c) for c in self.checks]}
 
     def failures(self) -> list[str]:
         return [c.note for c in self.checks if c.gated and not c.passed]
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return None if math.isnan(value) else float(value)
-
-
-def _count(metrics: dict, counts: dict, *keys: str) -> int | None:
-    for key in keys:
-        for src in (metrics, counts):
-            v = src.get(key)
-            if isinstance(v, int) and not isinstance(v, bool):
-                return v
-    return None
-
-
-def evaluate(gate: GateConfig, parent: dict[str, Any], model: dict[str, Any],
-             counts: dict[str, Any] | None = None) -> GateResult:
-    counts = counts or {}
+def evaluate(gate: GateConfig, parent: Metrics, model: Metrics) -> GateResult:
     checks: list[Check] = []
 
     # -- MIA -----------------------------------------------------------
-    mia = _num(model.get("mia"))
+    mia = model.mia
     samples = {
-        "forget_images": _count(model, counts, "n_forget", "forget"),
-        "unseen_eval_images": _count(model, counts, "n_unseen_eval", "unseen_eval"),
-        "forget_identities": _count(model, counts, "n_forget_identities", "forget_identities"),
-        "unseen_identities": _count(model, counts, "n_unseen_identities", "unseen_identities"),
+        "forget_images": model.n_forget,
+        "unseen_eval_images": model.n_unseen_eval,
+        "forget_identities": model.n_forget_identities,
+        "unseen_identities": model.n_unseen_identities,
     }
     threshold = f"0.5 +- {gate.mia_tolerance}"
     need = (f"needs >= {gate.min_mia_samples} images and >= {gate.min_mia_identities} identities on each side")
     shown = ", ".join(f"{k}={v}" for k, v in samples.items())
     if mia is None:
         checks.append(Check("mia", False, True, None, threshold, samples, "not gated: MIA not available"))
-    elif any(v is None for v in samples.values()):
+    elif (model.n_forget is None or model.n_unseen_eval is None or model.n_forget_identities is None
+          or model.n_unseen_identities is None):
         checks.append(Check("mia", False, True, mia, threshold, samples,
                             f"not gated: sample counts not reported ({shown})"))
-    elif (min(samples["forget_images"], samples["unseen_eval_images"]) < gate.min_mia_samples
-          or min(samples["forget_identities"], samples["unseen_identities"]) < gate.min_mia_identities):
+    elif (min(model.n_forget, model.n_unseen_eval) < gate.min_mia_samples
+          or min(model.n_forget_identities, model.n_unseen_identities) < gate.min_mia_identities):
         checks.append(Check("mia", False, True, mia, threshold, samples,
                             f"not gated: too few samples ({shown}; {need})"))
     else:
@@ -94,8 +90,8 @@ def evaluate(gate: GateConfig, parent: dict[str, Any], model: dict[str, Any],
                             f"MIA {mia:.4f} {'within' if ok else 'outside'} {threshold} ({shown})"))
 
     # -- test accuracy ---------------------------------------------------
-    acc, parent_acc = _num(model.get("test_acc")), _num(parent.get("test_acc"))
-    n_test = _count(model, counts, "n_test", "test")
+    acc, parent_acc = model.test_acc, parent.test_acc
+    n_test = model.n_test
     tsamples = {"test_images": n_test}
     if acc is None or parent_acc is None:
         checks.append(Check("test_acc", False, True, acc, "", tsamples,

@@ -244,7 +244,7 @@ def check_manifest(doc: Any, cfg: Config, train_identities: IdentityLookup, max_
     rid = doc.get("request_id")
     return Manifest(
         request_id=rid or derive_request_id(doc),
-        dataset=dataset,
+        dataset=str(dataset),
         identities=tuple(doc["identities"]),
         method=method,
         compare=tuple(compare),

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from piu_engine.service.jobstate import REPORTED_STATES, JobState
 from piu_engine.service.registry import Registry
 from piu_engine.service.report import build_report, report_files
 from piu_engine.service.spool import Spool
@@ -24,7 +25,7 @@ class Operations:
         self.store = store
         self.registry = registry
         self.spool = spool
-        self.on_cancel_running = None  # set by the daemon: callable(job) -> str
+        self.on_cancel_running: Callable[[JobRow], str] | None = None  # set by the daemon
 
     # -- reports ----------------------------------------------------------
     def job_identities(self, job: JobRow) -> list[dict[str, Any]]:
@@ -32,13 +33,14 @@ class Operations:
 
     def write_report(self, job_id: str) -> Path | None:
         job = self.store.job(job_id)
-        if job is None or job.state not in ("done", "failed", "cancelled"):
+        if job is None or job.state not in REPORTED_STATES:
             return None
         r = job.result or {}
-        parent = self.store.version(job.dataset, job.parent_version) if job.parent_version is not None else None
-        if parent is None and job.dataset:
-            parent = self.store.current_version(job.dataset) if job.state != "done" else None
-        new = self.store.version(job.dataset, job.version) if job.version is not None else None
+        dataset = job.dataset or ""
+        parent = self.store.version(dataset, job.parent_version) if job.parent_version is not None else None
+        if parent is None and dataset:
+            parent = self.store.current_version(dataset) if job.state != JobState.DONE else None
+        new = self.store.version(dataset, job.version) if job.version is not None else None
         if new is not None and parent is not None and new.version == parent.version:
             new = None  # nothing was run: all identities were already forgotten
         report = build_report(job, job.state, identities=self.job_identities(job), parent=parent, new=new,
@@ -72,22 +74,22 @@ class Operations:
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         job = self._job(job_id)
-        if job.state == "queued":
-            self.end_job(job.id, "cancelled", "cancelled by `piu cancel`")
+        if job.state == JobState.QUEUED:
+            self.end_job(job.id, JobState.CANCELLED, "cancelled by `piu cancel`")
             return {"message": f"{job.id}: cancelled", "state": "cancelled"}
-        if job.state == "running":
+        if job.state == JobState.RUNNING:
             if self.on_cancel_running is None:  # left 'running' by a crash, no daemon: nothing runs it
-                self.end_job(job.id, "cancelled", "cancelled by `piu cancel`")
+                self.end_job(job.id, JobState.CANCELLED, "cancelled by `piu cancel`")
                 return {"message": f"{job.id}: cancelled", "state": "cancelled"}
             return {"message": self.on_cancel_running(job), "state": "running"}
         raise ValueError(f"{job.id} is {job.state}; only queued or running jobs can be cancelled")
 
     def retry(self, job_id: str) -> dict[str, Any]:
         job = self._job(job_id)
-        if job.state not in ("failed", "cancelled"):
-            hint = " (fix the manifest and submit it again)" if job.state == "rejected" else ""
+        if job.state not in (JobState.FAILED, JobState.CANCELLED):
+            hint = " (fix the manifest and submit it again)" if job.state == JobState.REJECTED else ""
             raise ValueError(f"{job.id} is {job.state}; only failed or cancelled jobs can be retried{hint}")
-        self.store.set_job(job.id, state="queued", attempts=0, error=None, finished_at=None, version=None,
+        self.store.set_job(job.id, state=JobState.QUEUED, attempts=0, error=None, finished_at=None, version=None,
                            metrics=None, parent_metrics=None, result=None, seconds=None, sha256=None, phase=None,
                            progress=None, batch_id=None)
         for row in self.store.job_identities(job.id):

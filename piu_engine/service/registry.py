@@ -60,15 +60,18 @@ class Registry:
     def register(self, store: StateStore, dataset: str, staged: Path, sha256: str, source: str,
                  metrics: dict | None = None) -> VersionRow:
         """Register a staged checkpoint as version 0 of ``dataset`` (train or import)."""
-        if store.current_version(dataset) is not None:
+        current = store.current_version(dataset)
+        if current is not None:
             raise RegistryError(
                 f"dataset {dataset!r} already has a model registry (current version "
-                f"{store.current_version(dataset).version}); version 0 can be registered only once"
+                f"{current.version}); version 0 can be registered only once"
             )
         version = store.next_version(dataset)
         rel = self.install(staged, dataset, version, sha256)
         store.add_version(dataset, version, None, sha256, rel, source, None, [], [], metrics or {})
-        return store.current_version(dataset)
+        registered = store.version(dataset, version)
+        assert registered is not None  # written just above, in this process
+        return registered
 
     def verify(self, row: VersionRow) -> Path:
         p = self.path(row)
@@ -79,7 +82,7 @@ class Registry:
             raise ChecksumError(f"{p}: SHA-256 {actual}, registry says {row.sha256}")
         return p
 
-    def cleanup(self, store: StateStore, keep_staging: set[str] = frozenset()) -> list[Path]:
+    def cleanup(self, store: StateStore, keep_staging: frozenset[str] = frozenset()) -> list[Path]:
         """Remove staged files and version folders the database does not know."""
         removed: list[Path] = []
         if self.staging.is_dir():

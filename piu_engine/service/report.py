@@ -15,10 +15,10 @@ from typing import Any
 
 import piu_engine
 from piu_engine.common import jsonout
+from piu_engine.core.request import METRIC_NAMES
 from piu_engine.service.state import JobRow, VersionRow
 
 REPORT_VERSION = 1
-METRIC_KEYS = ("test_acc", "forget_acc", "retain_acc", "unseen_acc", "mia", "mia_std", "forgetting_score", "nomus")
 
 
 def _iso(ts: float | None) -> str | None:
@@ -85,7 +85,7 @@ def _count(m: dict[str, Any], key: str) -> str:
 
 
 def _metrics_table(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    keys = [k for k in METRIC_KEYS if any(k in m for _, m in rows)]
+    keys = [k for k in METRIC_NAMES if any(k in m for _, m in rows)]
     if not keys:
         return ["  (no metrics)"]
     width = max(len(name) for name, _ in rows)
@@ -135,8 +135,11 @@ def render_text(r: dict[str, Any]) -> str:
         out += ["", "Run's splits: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in samples.items())]
     g = r.get("gate")
     if g:
-        out += ["", f"Acceptance gate: {'PASSED' if g['passed'] else 'FAILED'}" + ("" if g.get("enabled", True)
-                                                                               else " (disabled)")]
+        decision = g.get("decision") or ("passed" if g["passed"] else "failed")
+        out += ["", f"Acceptance gate: {decision.upper()}" + ("" if g.get("enabled", True) else " (disabled)")]
+        if decision == "not gated":
+            out.append("  Nothing could be checked on this request's data (see each check below): the model "
+                       "was kept, but this is not a pass.")
         out += [f"  - {c['name']}: {c['note']}" for c in g.get("checks", [])]
     if nm and nm.get("version") is not None:
         out += ["", f"New model    : {nm['dataset']} version {nm['version']} (parent {nm.get('parent')})",

@@ -21,11 +21,11 @@ import secrets
 import stat
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from piu_engine.service.fsutil import FILE_MODE, move, private_dirs, write_private
+from piu_engine.service.jobstate import REPORTED_STATES
 
-TERMINAL_DIRS = ("done", "failed", "cancelled")
 
 
 class Spool:
@@ -38,7 +38,7 @@ class Spool:
 
     def ensure(self) -> "Spool":
         for d in (self.root, self.claimed, self.control, self.accepted, self.rejected,
-                  *(self.root / t for t in TERMINAL_DIRS)):
+                  *(self.root / t for t in REPORTED_STATES)):
             private_dirs(d)
         return self
 
@@ -112,12 +112,12 @@ class Spool:
     def job_dir(self, state: str, request_id: str) -> Path:
         return self.root / state / request_id
 
-    def finish(self, state: str, request_id: str, files: dict[str, str | bytes]) -> Path:
+    def finish(self, state: str, request_id: str, files: Mapping[str, str | bytes]) -> Path:
         """Write a terminal job folder (report, manifest) and drop stale ones."""
         out = private_dirs(self.job_dir(state, request_id))
         for name, data in files.items():
             write_private(out / name, data)
-        for other in TERMINAL_DIRS:
+        for other in REPORTED_STATES:
             if other != state:
                 stale = self.job_dir(other, request_id)
                 if stale.is_dir():

@@ -20,10 +20,9 @@ from typing import Any, Iterator
 
 from piu_engine.common import jsonout
 from piu_engine.service.fsutil import FILE_MODE, private_dirs
+from piu_engine.service.jobstate import JobState
 
 SCHEMA_VERSION = 1
-JOB_STATES = ("queued", "running", "done", "failed", "rejected", "cancelled")
-TERMINAL_STATES = ("done", "failed", "rejected", "cancelled")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -112,7 +111,7 @@ def _dumps(value: Any) -> str:
 class JobRow:
     id: str
     request_id: str | None
-    state: str
+    state: JobState
     dataset: str | None
     method: str | None
     params: dict[str, Any]
@@ -144,7 +143,7 @@ class JobRow:
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> "JobRow":
         return cls(
-            id=r["id"], request_id=r["request_id"], state=r["state"], dataset=r["dataset"],
+            id=r["id"], request_id=r["request_id"], state=JobState(r["state"]), dataset=r["dataset"],
             method=r["method"], params=_loads(r["params"], {}), compare=_loads(r["compare"], []),
             identities=_loads(r["identities"], []), requested_by=r["requested_by"] or "",
             reason=r["reason"] or "", priority=r["priority"], file_name=r["file_name"],
@@ -159,6 +158,14 @@ class JobRow:
 
     STATUS_METRICS = ("test_acc", "forget_acc", "mia", "forgetting_score", "nomus")
 
+    @property
+    def gate(self) -> str | None:
+        """The acceptance gate's decision (passed | failed | not gated), None before a run ended."""
+        g = (self.result or {}).get("gate")
+        if not g:
+            return None
+        return g.get("decision") or ("passed" if g.get("passed") else "failed")
+
     def summary(self) -> dict[str, Any]:
         """The job as ``piu status --json`` lists it."""
         metrics = {k: self.metrics.get(k) for k in self.STATUS_METRICS}
@@ -168,7 +175,7 @@ class JobRow:
             "dataset": self.dataset, "identities": self.identities, "method": self.method,
             "priority": self.priority, "attempts": self.attempts,
             "progress": {"phase": self.phase, "fraction": self.progress},
-            "metrics": metrics, "parent_version": self.parent_version, "version": self.version,
+            "metrics": metrics, "gate": self.gate, "parent_version": self.parent_version, "version": self.version,
             "created_at": self.created_at, "finished_at": self.finished_at, "error": self.error,
             "report_dir": self.report_dir,
         }
@@ -241,7 +248,7 @@ class Heartbeat:
 
     def alive(self, now: float | None = None, stale_after: float = 10.0) -> bool:
         now = time.time() if now is None else now
-        return self.state == "running" and now - self.updated_at < stale_after
+        return self.state == JobState.RUNNING and now - self.updated_at < stale_after
 
 
 # ---------------------------------------------------------------- reading
@@ -266,7 +273,7 @@ class _Queries:
         return JobRow.from_row(r) if r else None
 
     def counts(self) -> dict[str, int]:
-        out = {s: 0 for s in JOB_STATES}
+        out = {s.value: 0 for s in JobState}
         for state, n in self.conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
             out[state] = n
         return out
@@ -287,6 +294,12 @@ class _Queries:
             "SELECT identity, images, status, version FROM job_identities WHERE job_id = ? ORDER BY identity",
             (job_id,))
         return [dict(r) for r in rows]
+
+    def forgotten_in(self, dataset: str, identity: str) -> int | None:
+        """The model version in which ``identity`` was forgotten, if it was."""
+        r = self.conn.execute("SELECT version FROM identities WHERE dataset = ? AND identity = ? AND "
+                              "state = 'forgotten'", (dataset, identity)).fetchone()
+        return r[0] if r else None
 
     def current_version(self, dataset: str) -> VersionRow | None:
         r = self.conn.execute(
@@ -504,6 +517,15 @@ class StateStore(_Queries):
         with self.tx() as c:
             c.execute("UPDATE batches SET state = ?, finished_at = ?, error = ? WHERE id = ?",
                       (state, time.time(), error, batch_id))
+
+    def set_batch_device(self, batch_id: str, device: str) -> None:
+        with self.tx() as c:
+            c.execute("UPDATE batches SET device = ? WHERE id = ?", (device, batch_id))
+
+    def end_running_batches(self, reason: str) -> None:
+        """Runs the service was in the middle of when it stopped end as crashed."""
+        for row in self.conn.execute("SELECT id FROM batches WHERE state = 'running'").fetchall():
+            self.end_batch(row[0], "crashed", reason)
 
     def batch(self, batch_id: str) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()

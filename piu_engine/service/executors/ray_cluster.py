@@ -110,7 +110,7 @@ def _remote_main(task: RunTask, channel) -> tuple:
                 checked["stop"] = bool(ray.get(channel.should_stop.remote(), timeout=10))
             except Exception:  # noqa: BLE001
                 pass
-        return checked["stop"]
+        return bool(checked["stop"])
 
     ctx = ray.get_runtime_context()
     put(("event", task.batch_id, {"phase": "starting", "fraction": 0.0,

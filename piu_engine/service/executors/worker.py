@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import asdict
 from typing import Any, Callable
 
 from piu_engine.service.executors.base import RunTask
@@ -57,7 +56,7 @@ def main(task: RunTask, queue, stop_event, parent_pid: int) -> None:
 def execute(task: RunTask, put: Callable[[tuple], Any], should_stop: Callable[[], bool]) -> tuple:
     """Run ``task``: progress goes to ``put`` as ``("event", ...)`` tuples, and the final
     message is both ``put`` and returned. Shared by every executor backend."""
-    last = {"t": 0.0, "phase": None}
+    last: dict[str, Any] = {"t": 0.0, "phase": None}
 
     def on_event(ev) -> None:
         now = time.monotonic()
@@ -90,7 +89,7 @@ def execute(task: RunTask, put: Callable[[tuple], Any], should_stop: Callable[[]
         except Interrupted:
             final: tuple = ("interrupted", task.batch_id, "")
         else:
-            final = ("done", task.batch_id, asdict(outcome))
+            final = ("done", task.batch_id, outcome.to_dict())
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the daemon as text
         tb = traceback.format_exc(limit=20)
         final = ("error", task.batch_id, f"{type(exc).__name__}: {exc}\n{tb}")
