@@ -3,4 +3,5 @@
 Importing this package does not import Textual; :mod:`piu_tui.app` does.
 The engine and the daemon never import this package.
 """
+
 __all__: list[str] = []

@@ -1,26 +1,29 @@
 """What the TUI does besides reading: submit a manifest, cancel or retry a job,
 read a report. No Textual here; the screens call these in thread workers.
 
-The TUI never writes the state database. A new request goes into ``jobs/``
-exactly as ``piu submit`` drops it (validated by the service's own manifest
-checks, written under a hidden name and renamed). Cancel and retry run the
-real ``piu cancel ID`` / ``piu retry ID`` command, which asks the running
-daemon through ``jobs/.control/`` (or, with no daemon, applies the change
-under the workspace lock as the single writer), so the TUI behaves exactly
-like the CLI an admin would type.
+Everything goes through the service's in-process client
+(:class:`~piu_engine.service.client.Client`), the same one ``piu submit``,
+``piu cancel`` and ``piu retry`` use: a request is validated by the
+service's own checks and dropped into ``jobs/``; cancel and retry ask the
+running daemon through ``jobs/.control/`` (or, with no daemon, apply the
+change under the workspace lock). The TUI never starts a subprocess and
+never writes the state database itself.
 """
+
 from __future__ import annotations
 
 import getpass
-import json
-import subprocess
-import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
+from piu_engine.service.client import Client, ClientError, SubmitRefused
+from piu_engine.service.manifest import IdentityCache, Manifest
+from piu_engine.service.state import IdentityRow
 from piu_engine.service.workspace import Workspace
-from piu_tui.viewmodel import IdentityChoice, SubmitChoices
+
+from piu_tui.viewmodel.views import IdentityChoice, SubmitChoices
 
 ControlRunner = Callable[[str, str], "ActionResult"]  # (op, job_id) -> result
 
@@ -35,27 +38,16 @@ class ActionResult:
 
 
 # ------------------------------------------------------------------ cancel / retry
-def cli_control(config_path: Path | None, timeout: float = 120.0) -> ControlRunner:
-    """A runner that calls ``piu [--config FILE] cancel|retry ID`` in a subprocess."""
+def client_control(client: Client) -> ControlRunner:
+    """A runner that cancels or retries through the in-process client."""
 
     def run(op: str, job_id: str) -> ActionResult:
         if op not in ("cancel", "retry"):
             raise ValueError(f"unknown operation {op!r}")
-        cmd = [sys.executable, "-m", "piu_engine.cli"]
-        if config_path is not None:
-            cmd += ["--config", str(config_path)]
-        cmd += [op, job_id]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            return ActionResult(False, f"piu {op} {job_id}: no answer within {timeout:.0f} s")
-        except OSError as exc:
-            return ActionResult(False, f"piu {op} {job_id}: cannot run: {exc}")
-        out = (proc.stdout.strip() or proc.stderr.strip() or f"exit status {proc.returncode}").splitlines()
-        text = out[-1] if out else ""
-        if text.startswith("piu: error: "):
-            text = text[len("piu: error: "):]
-        return ActionResult(proc.returncode == 0, text)
+            return ActionResult(True, client.cancel(job_id) if op == "cancel" else client.retry(job_id))
+        except (ClientError, OSError) as exc:
+            return ActionResult(False, str(exc))
 
     return run
 
@@ -72,26 +64,22 @@ def read_report(path: str | Path, limit: int = 2_000_000) -> str:
 
 # ------------------------------------------------------------------ submit
 class Submitter:
-    """Validates and submits forget requests for one workspace.
+    """The submit form's choices and its one submit path (the client's).
 
-    The identity lookup is the service's own (:class:`IdentityCache`): what
-    the form accepts, ``piu validate`` and the daemon accept too. It loads a
-    dataset once per session (seconds), so it is built lazily in a worker.
+    The identity lookup is the service's own: what the form accepts,
+    ``piu validate`` and the daemon accept too. It loads a dataset once per
+    session (seconds), so the screens call it in a worker.
     """
 
-    def __init__(self, ws: Workspace):
-        self.ws = ws
-        self._cache = None
+    def __init__(self, client: Client):
+        self.client = client
+        self.ws = client.ws
 
     @property
-    def identity_lookup(self):
-        if self._cache is None:
-            from piu_engine.service.manifest import IdentityCache
+    def identity_lookup(self) -> IdentityCache:
+        return self.client.identity_lookup
 
-            self._cache = IdentityCache(self.ws.cfg, self.ws.preset)
-        return self._cache
-
-    def choices(self, reader_identities: Callable[[str], list[Any]] | None = None) -> SubmitChoices:
+    def choices(self, reader_identities: Callable[[str], list[IdentityRow]] | None = None) -> SubmitChoices:
         from piu_engine.core.methods.catalog import CATALOG
         from piu_engine.service.manifest import DEFAULT_METHOD
 
@@ -102,8 +90,9 @@ class Submitter:
         for ds in datasets:
             rows = reader_identities(ds) if reader_identities else []
             if rows:
-                out.identities[ds] = [IdentityChoice(r.identity, r.images,
-                                                     "queued" if r.state == "requested" else r.state) for r in rows]
+                out.identities[ds] = [
+                    IdentityChoice(r.identity, r.images, "queued" if r.state == "requested" else r.state) for r in rows
+                ]
                 known = len(rows)
             else:
                 try:
@@ -111,16 +100,25 @@ class Submitter:
                 except Exception:  # noqa: BLE001 - a dataset that cannot load offers no identities
                     out.identities[ds] = []
                     continue
-                out.identities[ds] = [IdentityChoice(i, info.images_per_identity.get(i), "present")
-                                      for i in info.train_identities]
+                out.identities[ds] = [
+                    IdentityChoice(i, info.images_per_identity.get(i), "present") for i in info.train_identities
+                ]
                 known = len(info.train_identities)
             out.max_per_request[ds] = int(self.ws.settings.max_forget_share * known)
         return out
 
     @staticmethod
-    def build_doc(*, dataset: str, identities: Sequence[str], method: str, compare: Sequence[str] = (),
-                  requested_by: str = "", reason: str = "", priority: str | int = 0,
-                  request_id: str = "") -> dict[str, Any]:
+    def build_doc(
+        *,
+        dataset: str,
+        identities: Sequence[str],
+        method: str,
+        compare: Sequence[str] = (),
+        requested_by: str = "",
+        reason: str = "",
+        priority: str | int = 0,
+        request_id: str = "",
+    ) -> dict[str, Any]:
         doc: dict[str, Any] = {"dataset": dataset, "identities": list(identities), "method": method}
         if compare:
             doc["compare"] = list(compare)
@@ -137,41 +135,20 @@ class Submitter:
                 doc["priority"] = str(priority)  # the schema check reports it
         return doc
 
-    def check(self, doc: dict[str, Any]):
+    def check(self, doc: dict[str, Any]) -> tuple[Manifest | None, list[str]]:
         """(manifest, problems) as ``piu validate`` finds them."""
-        from piu_engine.service.manifest import ManifestError, check_manifest
-        from piu_engine.service.state import StateMissing, StateReader
-
-        try:
-            manifest = check_manifest(doc, self.ws.cfg, self.identity_lookup, self.ws.settings.max_forget_share)
-        except ManifestError as exc:
-            return None, list(exc.problems)
-        try:
-            with StateReader(self.ws.db_path) as reader:
-                seen = reader.job(manifest.request_id)
-        except StateMissing:
-            seen = None
-        if seen is not None and seen.id == manifest.request_id:
-            return manifest, [f"request_id {manifest.request_id!r} was received before (job is {seen.state}); "
-                              f"use a new request id"]
-        if (self.ws.jobs_dir / f"{manifest.request_id}.json").exists():
-            return manifest, [f"request {manifest.request_id} is already waiting in {self.ws.jobs_dir}"]
-        return manifest, []
+        return self.client.check(doc)
 
     def submit(self, doc: dict[str, Any]) -> ActionResult:
-        manifest, problems = self.check(doc)
-        if problems:
-            return ActionResult(False, "not submitted", tuple(problems))
-        body = dict(doc, request_id=manifest.request_id)  # pin a derived id, as `piu submit` does
-        data = (json.dumps(body, indent=2, sort_keys=True) + "\n").encode("utf-8")
-        try:  # write_private: hidden temporary name, fsync, rename; mode 0640 whatever the umask
-            dst = self.ws.spool().ensure().submit(f"{manifest.request_id}.json", data)
-        except FileExistsError as exc:
-            return ActionResult(False, f"{exc}: request {manifest.request_id} is already waiting")
-        except OSError as exc:
-            return ActionResult(False, f"cannot write into {self.ws.jobs_dir}: {exc}")
-        return ActionResult(True, f"submitted {manifest.request_id} → {dst.name}", path=str(dst),
-                            request_id=manifest.request_id)
+        try:
+            sent = self.client.submit(doc)
+        except SubmitRefused as exc:
+            return ActionResult(False, "not submitted", tuple(exc.problems))
+        except ClientError as exc:
+            return ActionResult(False, str(exc))
+        return ActionResult(
+            True, f"submitted {sent.request_id} → {sent.path.name}", path=str(sent.path), request_id=sent.request_id
+        )
 
 
 def default_requester() -> str:
@@ -181,14 +158,14 @@ def default_requester() -> str:
         return ""
 
 
-@dataclass
 class Services:
-    """Everything the app needs that is not Textual, injected (tests pass fakes or temp paths)."""
+    """Everything the app needs that is not Textual, injected (tests pass fakes or temp paths).
 
-    ws: Workspace
-    config_path: Path | None
-    control: ControlRunner
-    submitter: Submitter = field(init=False)
+    ``control`` cancels or retries a job; by default (None) through the in-process client.
+    """
 
-    def __post_init__(self) -> None:
-        self.submitter = Submitter(self.ws)
+    def __init__(self, ws: Workspace, control: ControlRunner | None = None) -> None:
+        self.ws = ws
+        self.client = Client(ws)
+        self.submitter = Submitter(self.client)
+        self.control: ControlRunner = control if control is not None else client_control(self.client)

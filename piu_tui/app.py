@@ -2,18 +2,19 @@
 
 The app reads the daemon's SQLite state read-only in thread workers on a
 chained timer (one poll at a time, re-armed when the previous one finished)
-and never writes the database: new requests go into ``jobs/`` like
-``piu submit``; cancel and retry run ``piu cancel|retry ID``.
+and never writes the database: new requests, cancel and retry go through
+the service's in-process client, as ``piu submit|cancel|retry`` do.
 
 Every dependency is injected (workspace, clock, poll interval, the control
 runner), so tests build an un-run app and drive it with ``App.run_test``.
 """
+
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
+from piu_engine.service.workspace import Workspace
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
@@ -22,10 +23,11 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
-from piu_engine.service.workspace import Workspace
-from piu_tui.actions import ActionResult, ControlRunner, Services, cli_control
+from piu_tui.actions import ActionResult, ControlRunner, Services
 from piu_tui.messages import ActionFinished, DashboardUpdated
-from piu_tui.viewmodel import DaemonStatus, DashboardView, JobView, StateSource
+from piu_tui.viewmodel.build import error_status
+from piu_tui.viewmodel.sources import StateSource
+from piu_tui.viewmodel.views import DaemonStatus, DashboardView, JobView
 
 DASHBOARD_POLL = "poll-dashboard"
 FINISHED = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
@@ -35,8 +37,13 @@ class PiuApp(App[int]):
     TITLE = "PIU"
     SUB_TITLE = "identity unlearning service"
     CSS_PATH = [
-        "styles/app.tcss", "styles/dashboard.tcss", "styles/job_detail.tcss", "styles/identities.tcss",
-        "styles/models.tcss", "styles/submit.tcss", "styles/dialogs.tcss",
+        "styles/app.tcss",
+        "styles/dashboard.tcss",
+        "styles/job_detail.tcss",
+        "styles/identities.tcss",
+        "styles/models.tcss",
+        "styles/submit.tcss",
+        "styles/dialogs.tcss",
     ]
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [
@@ -53,14 +60,19 @@ class PiuApp(App[int]):
     #: The daemon's status from the latest poll (drives the banner on every screen).
     status: reactive[DaemonStatus | None] = reactive(None, always_update=False)
 
-    def __init__(self, ws: Workspace, *, config_path: Path | None = None, clock: Callable[[], float] = time.time,
-                 poll_interval: float = 1.0, control: ControlRunner | None = None) -> None:
+    def __init__(
+        self,
+        ws: Workspace,
+        *,
+        clock: Callable[[], float] = time.time,
+        poll_interval: float = 1.0,
+        control: ControlRunner | None = None,
+    ) -> None:
         super().__init__()
         self.ws = ws
         self.clock = clock
         self.poll_interval = poll_interval
-        self.services = Services(ws, config_path, control or cli_control(
-            config_path, timeout=ws.settings.control_timeout_seconds + 60))
+        self.services = Services(ws, control)
         self.source = StateSource(ws.db_path, clock)
         self._poll_timer: Timer | None = None
         self._poll_worker: Worker | None = None
@@ -96,7 +108,8 @@ class PiuApp(App[int]):
         from piu_tui.screens.models import ModelsScreen
 
         if isinstance(self.screen, (IdentitiesScreen, ModelsScreen)) and isinstance(
-                screen, (IdentitiesScreen, ModelsScreen)):
+            screen, (IdentitiesScreen, ModelsScreen)
+        ):
             self.switch_screen(screen)
         else:
             self.push_screen(screen)
@@ -163,9 +176,7 @@ class PiuApp(App[int]):
                 self.notify(f"{type(worker.error).__name__}: {worker.error}", title="error", severity="error")
         if worker is self._poll_worker and event.state in FINISHED:
             self._poll_worker = None
-            if event.state == WorkerState.ERROR:
-                from piu_tui.viewmodel import error_status
-
+            if event.state == WorkerState.ERROR and worker.error is not None:
                 self.status = error_status(worker.error, self.status)
             self._poll_timer = self.set_timer(self.poll_interval, self.poll_now)
 
@@ -176,8 +187,7 @@ class PiuApp(App[int]):
         if job is None:
             return
         if not job.can_cancel:
-            self.notify(f"{job.id} is {job.state}; only queued or running jobs can be cancelled",
-                        severity="warning")
+            self.notify(f"{job.id} is {job.state}; only queued or running jobs can be cancelled", severity="warning")
             return
 
         def answered(yes: bool | None) -> None:
@@ -207,8 +217,11 @@ class PiuApp(App[int]):
     @on(ActionFinished)
     def _action_finished(self, message: ActionFinished) -> None:
         r = message.result
-        self.notify(r.message or f"{message.action} {message.job_id}: {'done' if r.ok else 'failed'}",
-                    title=f"{message.action} {message.job_id}", severity="information" if r.ok else "error")
+        self.notify(
+            r.message or f"{message.action} {message.job_id}: {'done' if r.ok else 'failed'}",
+            title=f"{message.action} {message.job_id}",
+            severity="information" if r.ok else "error",
+        )
         self.poll_now()
         refresh = getattr(self.screen, "poll_now", None)
         if callable(refresh):

@@ -4,6 +4,7 @@ Snapshot messages replace an older one still waiting in the queue
 (``can_replace``), so a slow screen never works through a backlog of stale
 states: only the newest is drawn.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from piu_tui.actions import ActionResult
-from piu_tui.viewmodel import DashboardView, IdentitiesView, JobDetailView, ModelsView, SubmitChoices
+from piu_tui.viewmodel.views import DashboardView, IdentitiesView, JobDetailView, ModelsView, SubmitChoices
 
 
 class _Snapshot(Message, bubble=False):

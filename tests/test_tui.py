@@ -6,6 +6,7 @@ model is trained: jobs, events and versions are inserted directly. The
 store's clock and host name are frozen while the fixture is built, and the
 app gets a fixed clock, so the snapshots are stable.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from piu_engine.service import state as state_mod
 
 pytestmark = pytest.mark.timeout(120)
@@ -25,8 +25,16 @@ pytestmark = pytest.mark.timeout(120)
 T0 = 1_750_000_000.0  # "now" for the app and the fixture
 SIZE = (100, 30)
 NAMES = [f"person-{i:04d}" for i in range(24)]  # the tiny synthetic dataset's training identities
-M0 = {"test_acc": 0.912, "forget_acc": 0.998, "retain_acc": 0.995, "unseen_acc": 0.41, "mia": 0.781,
-      "forgetting_score": 0.562, "nomus": 0.674, "seconds": 41.2}
+M0 = {
+    "test_acc": 0.912,
+    "forget_acc": 0.998,
+    "retain_acc": 0.995,
+    "unseen_acc": 0.41,
+    "mia": 0.781,
+    "forgetting_score": 0.562,
+    "nomus": 0.674,
+    "seconds": 41.2,
+}
 
 
 class FrozenClock:
@@ -54,45 +62,74 @@ class StateFixture:
 
         kw.setdefault("clock", lambda: T0)
         kw.setdefault("poll_interval", 60.0)  # tests poll explicitly unless they ask for live updates
-        return PiuApp(self.ws, config_path=self.config, **kw)
+        return PiuApp(self.ws, **kw)
 
-    def at(self, t: float) -> "StateFixture":
+    def at(self, t: float) -> StateFixture:
         self.clock.t = t
         return self
 
 
-def _manifest(rid: str, identities: list[str], method: str = "piu-fr", compare=(), priority: int = 0,
-              requested_by: str = "privacy-office", reason: str = "GDPR art. 17"):
+def _manifest(
+    rid: str,
+    identities: list[str],
+    method: str = "piu-fr",
+    compare=(),
+    priority: int = 0,
+    requested_by: str = "privacy-office",
+    reason: str = "GDPR art. 17",
+):
     from piu_engine.service.manifest import Manifest
 
-    return Manifest(request_id=rid, dataset="synthetic", identities=tuple(identities), method=method,
-                    compare=tuple(compare), requested_by=requested_by, reason=reason, priority=priority)
+    return Manifest(
+        request_id=rid,
+        dataset="synthetic",
+        identities=tuple(identities),
+        method=method,
+        compare=tuple(compare),
+        requested_by=requested_by,
+        reason=reason,
+        priority=priority,
+    )
 
 
 def _accept(s: StateFixture, m) -> str:
-    return s.store.record_accepted(f"0001-{m.request_id}.json", f"{m.request_id}.json", "0" * 64, m,
-                                   {i: ("requested", 6, None) for i in m.identities})
+    return s.store.record_accepted(
+        f"0001-{m.request_id}.json",
+        f"{m.request_id}.json",
+        "0" * 64,
+        m,
+        {i: ("requested", 6, None) for i in m.identities},
+    )
 
 
-def _events(store, batch: str, phase: str, epochs: int, steps: int, clock: FrozenClock, dt: float,
-            loss0: float, upto: float = 1.0) -> None:
+def _events(
+    store,
+    batch: str,
+    phase: str,
+    epochs: int,
+    steps: int,
+    clock: FrozenClock,
+    dt: float,
+    loss0: float,
+    upto: float = 1.0,
+) -> None:
     from piu_engine.common.events import ProgressEvent
 
     total = epochs * steps
     for k in range(1, int(total * upto) + 1):
         epoch, step = (k - 1) // steps + 1, (k - 1) % steps + 1
-        ev = ProgressEvent(phase, epoch, epochs, step, steps, round(loss0 * 0.93 ** k, 4))
+        ev = ProgressEvent(phase, epoch, epochs, step, steps, round(loss0 * 0.93**k, 4))
         clock.t += dt
         store.add_event(batch, dict(ev.to_dict(), fraction=ev.fraction), ev.fraction)
     if upto >= 1.0:
-        ev = ProgressEvent(phase, epochs, epochs, steps, steps, round(loss0 * 0.93 ** total, 4), {}, "done")
+        ev = ProgressEvent(phase, epochs, epochs, steps, steps, round(loss0 * 0.93**total, 4), {}, "done")
         store.add_event(batch, dict(ev.to_dict(), fraction=1.0), 1.0)
 
 
 def build_state(root: Path, monkeypatch) -> StateFixture:
     """A workspace whose state holds one job in every state, with metrics and events."""
     from piu_engine.core.config import load_config
-    from piu_engine.service.daemon import Operations
+    from piu_engine.service.operations import Operations
     from piu_engine.service.registry import Registry
     from piu_engine.service.workspace import Workspace, init_workspace
 
@@ -115,23 +152,41 @@ def build_state(root: Path, monkeypatch) -> StateFixture:
     _events(store, "b-1001", "piu-fr:stage1", 2, 4, clock, 3.0, 2.3)
     _events(store, "b-1001", "piu-fr:stage2", 1, 4, clock, 3.0, 0.9)
     _events(store, "b-1001", "retrain", 2, 4, clock, 4.0, 2.5)
-    model = dict(M0, test_acc=0.905, forget_acc=0.112, mia=0.522, forgetting_score=0.951, nomus=0.931,
-                 seconds=23.5)
-    retrain = dict(M0, test_acc=0.899, forget_acc=0.05, mia=0.508, forgetting_score=0.984, nomus=0.94,
-                   seconds=96.0)
+    model = dict(M0, test_acc=0.905, forget_acc=0.112, mia=0.522, forgetting_score=0.951, nomus=0.931, seconds=23.5)
+    retrain = dict(M0, test_acc=0.899, forget_acc=0.05, mia=0.508, forgetting_score=0.984, nomus=0.94, seconds=96.0)
     per_group = {"test_acc": 0.905, "forget_acc": 0.083, "mia": 0.517, "forgetting_score": 0.966, "nomus": 0.94}
-    result = {"outcome": {"parent": M0, "model": model, "baselines": {"retrain": retrain},
-                          "per_group": {"req-1001": per_group}, "counts": {"forget_images": 12}},
-              "gate": {"passed": True, "enabled": True, "checks": []}, "device": "cuda:0",
-              "batch": {"id": "b-1001", "requests": ["req-1001"], "identities_total": 2}}
+    result = {
+        "outcome": {
+            "parent": M0,
+            "model": model,
+            "baselines": {"retrain": retrain},
+            "per_group": {"req-1001": per_group},
+            "counts": {"forget_images": 12},
+        },
+        "gate": {"passed": True, "enabled": True, "checks": []},
+        "device": "cuda:0",
+        "batch": {"id": "b-1001", "requests": ["req-1001"], "identities_total": 2},
+    }
     with store.tx():
-        store.add_version("synthetic", 1, 0, "b" * 64, "synthetic/1/model.pt", "forget", "piu-fr", ["req-1001"],
-                          NAMES[1:3], model)
+        store.add_version(
+            "synthetic", 1, 0, "b" * 64, "synthetic/1/model.pt", "forget", "piu-fr", ["req-1001"], NAMES[1:3], model
+        )
         store.mark_forgotten("synthetic", {n: "req-1001" for n in NAMES[1:3]}, 1)
         for n in NAMES[1:3]:
             store.set_identity_status("req-1001", n, "forgotten", 1)
-        store.set_job("req-1001", state="done", finished_at=clock.t, version=1, sha256="b" * 64, metrics=model,
-                      parent_metrics=M0, result=result, seconds=23.5, phase=None, progress=1.0)
+        store.set_job(
+            "req-1001",
+            state="done",
+            finished_at=clock.t,
+            version=1,
+            sha256="b" * 64,
+            metrics=model,
+            parent_metrics=M0,
+            result=result,
+            seconds=23.5,
+            phase=None,
+            progress=1.0,
+        )
         store.end_batch("b-1001", "done")
     ops = Operations(ws, store, Registry(ws.models_dir).ensure(), ws.spool().ensure())
     ops.write_report("req-1001")
@@ -142,18 +197,30 @@ def build_state(root: Path, monkeypatch) -> StateFixture:
     store.start_batch("b-1002", [store.job("req-1002")], 1, "cuda:0")
     _events(store, "b-1002", "finetune", 1, 4, clock, 5.0, 1.4)
     bad = dict(model, mia=0.713, test_acc=0.884, nomus=0.71, seconds=18.0)
-    store.set_job("req-1002", state="failed", finished_at=clock.t, metrics=bad, parent_metrics=model,
-                  result={"outcome": {"parent": model, "model": bad}, "gate": {"passed": False, "checks": []}},
-                  error="acceptance gate failed: MIA 0.713 outside 0.5 +- 0.1; the current model is unchanged "
-                        "(synthetic version 1)", seconds=18.0, phase=None, progress=1.0)
+    store.set_job(
+        "req-1002",
+        state="failed",
+        finished_at=clock.t,
+        metrics=bad,
+        parent_metrics=model,
+        result={"outcome": {"parent": model, "model": bad}, "gate": {"passed": False, "checks": []}},
+        error="acceptance gate failed: MIA 0.713 outside 0.5 +- 0.1; the current model is unchanged "
+        "(synthetic version 1)",
+        seconds=18.0,
+        phase=None,
+        progress=1.0,
+    )
     store.end_batch("b-1002", "failed", "acceptance gate failed")
     ops.write_report("req-1002")
 
     # rejected: a manifest naming someone unknown
     s.at(T0 - 1800)
-    s.rejected_id = store.record_rejected("0002-bad.json", "bad.json", "c" * 64,
-                                          ["identities: 1 not among the training identities of 'synthetic': "
-                                           "'nobody'"])
+    s.rejected_id = store.record_rejected(
+        "0002-bad.json",
+        "bad.json",
+        "c" * 64,
+        ["identities: 1 not among the training identities of 'synthetic': 'nobody'"],
+    )
     # cancelled while queued
     s.at(T0 - 1200)
     _accept(s, _manifest("req-1003", NAMES[9:11], method="scrub"))
@@ -163,8 +230,9 @@ def build_state(root: Path, monkeypatch) -> StateFixture:
 
     # running: stage 1 done, stage 2 at 50 %, baselines still to come
     s.at(T0 - 300)
-    _accept(s, _manifest("req-1004", NAMES[3:6], compare=["scrub", "retrain"], requested_by="alice",
-                         reason="ticket 4711"))
+    _accept(
+        s, _manifest("req-1004", NAMES[3:6], compare=["scrub", "retrain"], requested_by="alice", reason="ticket 4711")
+    )
     s.at(T0 - 90)
     store.start_batch("b-1004", [store.job("req-1004")], 1, "cuda:0")
     _events(store, "b-1004", "piu-fr:stage1", 2, 5, clock, 5.0, 2.2)
@@ -209,17 +277,20 @@ def cells(table, job_id: str) -> list[str]:
 
 # ------------------------------------------------------------------ view-model (no Textual)
 def test_viewmodel_and_engine_do_not_import_textual():
-    code = ("import sys, importlib\n"
-            "for m in ('piu_tui', 'piu_tui.viewmodel', 'piu_tui.actions', 'piu_engine.commands.tui',\n"
-            "          'piu_engine.service.daemon', 'piu_engine.commands.service'):\n"
-            "    importlib.import_module(m)\n"
-            "print('textual' in sys.modules)")
+    code = (
+        "import sys, importlib\n"
+        "for m in ('piu_tui', 'piu_tui.viewmodel.format', 'piu_tui.viewmodel.views', 'piu_tui.viewmodel.build',\n"
+        "          'piu_tui.viewmodel.sources', 'piu_tui.actions', 'piu_engine.commands.tui',\n"
+        "          'piu_engine.service.daemon', 'piu_engine.commands.service'):\n"
+        "    importlib.import_module(m)\n"
+        "print('textual' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_dashboard_view_formats_every_state(state):
-    from piu_tui.viewmodel import StateSource
+    from piu_tui.viewmodel.sources import StateSource
 
     view = StateSource(state.ws.db_path, lambda: T0).dashboard()
     assert view.status.alive and view.status.device.startswith("cuda")
@@ -240,7 +311,7 @@ def test_dashboard_view_formats_every_state(state):
 
 
 def test_missing_database_and_stale_heartbeat(tmp_path, state):
-    from piu_tui.viewmodel import StateSource
+    from piu_tui.viewmodel.sources import StateSource
 
     gone = StateSource(tmp_path / "nothing.db", lambda: T0).dashboard()
     assert not gone.fresh and "daemon not running" in gone.status.banner
@@ -293,8 +364,10 @@ async def test_dashboard_rows_show_metrics_and_open_detail(state):
         await pilot.press("enter")
         await settle(pilot, app)
         assert isinstance(app.screen, JobDetailScreen) and app.screen.job_id == "req-1001"
-        labels = [str(r[0]) for r in map(app.screen.query_one("#metrics").get_row_at,
-                                          range(app.screen.query_one("#metrics").row_count))]
+        labels = [
+            str(r[0])
+            for r in map(app.screen.query_one("#metrics").get_row_at, range(app.screen.query_one("#metrics").row_count))
+        ]
         assert labels == ["parent v0", "new v1", "baseline retrain", "this request"]
         assert "person-0002" in str(app.screen.query_one("#job-identities").render())
         await pilot.press("escape")
@@ -358,8 +431,7 @@ async def test_no_state_database_at_all(tmp_path):
     from piu_tui.app import PiuApp
 
     config = init_workspace(tmp_path / "empty", "tiny")
-    app = PiuApp(Workspace.from_config(load_config(config)), config_path=config, clock=lambda: T0,
-                 poll_interval=60)
+    app = PiuApp(Workspace.from_config(load_config(config)), clock=lambda: T0, poll_interval=60)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
         banner = app.screen.query_one("#banner")
@@ -424,7 +496,7 @@ async def test_submit_form_shows_problems_and_writes_nothing(state):
     assert not list(state.ws.jobs_dir.glob("*.json"))
 
 
-async def test_cancel_and_retry_go_through_the_cli_mechanism(state):
+async def test_cancel_and_retry_go_through_the_control_runner(state):
     calls = []
 
     def control(op, job_id):
@@ -457,12 +529,13 @@ async def test_cancel_and_retry_go_through_the_cli_mechanism(state):
     assert calls == [("cancel", "req-1004"), ("retry", "req-1002")]
 
 
-def test_cli_control_runner_cancels_a_queued_job(state):
-    """The default runner is the real `piu cancel ID` (no daemon: applied under the lock)."""
-    from piu_tui.actions import cli_control
+def test_default_control_runner_cancels_a_queued_job_in_process(state):
+    """The default runner is the service's client, as `piu cancel ID` uses it (no daemon: applied
+    under the lock), in this process: no subprocess, answered at once."""
+    from piu_tui.actions import Services
 
     state.store.close()
-    result = cli_control(state.config)("cancel", "req-1005")
+    result = Services(state.ws).control("cancel", "req-1005")
     assert result.ok, result.message
     with state_mod.StateReader(state.ws.db_path) as r:
         assert r.job("req-1005").state == "cancelled"

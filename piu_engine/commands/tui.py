@@ -21,7 +21,7 @@ def cmd_tui(args) -> int:
         from piu_tui.app import PiuApp
     except ImportError as exc:  # pragma: no cover - textual is a dependency
         raise CommandError(f"piu tui needs the 'textual' package ({exc}); pip install textual") from None
-    app = PiuApp(ws, config_path=cfg.path, poll_interval=args.interval)
+    app = PiuApp(ws, poll_interval=args.interval)
     app.run()
     return int(app.return_code or 0)
 

@@ -1,5 +1,8 @@
-"""What every data screen shares: the daemon banner and a chained-timer poll."""
+"""What the screens share: a typed handle on the app, and a chained-timer poll."""
+
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
 
 from textual import on, work
 from textual.message import Message
@@ -7,11 +10,23 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
+if TYPE_CHECKING:  # piu_tui.app imports the screens
+    from piu_tui.app import PiuApp
+
 SCREEN_POLL = "poll-screen"
 FINISHED = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
 
 
-class PolledScreen(Screen):
+class PiuScreen(Screen):
+    """A screen of :class:`~piu_tui.app.PiuApp`, the only app that shows it."""
+
+    @property
+    def piu_app(self) -> PiuApp:
+        """``self.app``, typed: the workspace, services, clock and the app's actions."""
+        return cast("PiuApp", self.app)
+
+
+class PolledScreen(PiuScreen):
     """A screen that re-reads its data in a thread worker about once a second.
 
     Subclasses implement :meth:`fetch` (runs in the worker thread, returns the
@@ -46,7 +61,7 @@ class PolledScreen(Screen):
         self._poll_worker = self._poll()
 
     def _arm(self) -> None:
-        self._poll_timer = self.set_timer(getattr(self.app, "poll_interval", 1.0), self.poll_now)
+        self._poll_timer = self.set_timer(self.piu_app.poll_interval, self.poll_now)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group=SCREEN_POLL)
     def _poll(self) -> None:

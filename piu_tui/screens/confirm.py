@@ -1,4 +1,5 @@
 """Yes/no before an action that cannot be undone."""
+
 from __future__ import annotations
 
 from textual.app import ComposeResult

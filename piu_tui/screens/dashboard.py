@@ -1,19 +1,20 @@
 """Dashboard: daemon, device, current model, queue, and the jobs table."""
+
 from __future__ import annotations
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
-from piu_tui.viewmodel import DashboardView, JobView, job_action_state
+from piu_tui.screens.base import PiuScreen
+from piu_tui.viewmodel.views import DaemonStatus, DashboardView, JobView, job_action_state
 from piu_tui.widgets.daemon_banner import DaemonBanner
 from piu_tui.widgets.jobs_table import JobsTable
 from piu_tui.widgets.service_summary import ServiceSummary
 
 
-class DashboardScreen(Screen):
+class DashboardScreen(PiuScreen):
     """Fed by the app's poll (``app.dashboard`` / ``app.status``)."""
 
     BINDINGS = [
@@ -36,18 +37,18 @@ class DashboardScreen(Screen):
 
     # -- rendering -------------------------------------------------------------
     def _show(self, view: DashboardView | None) -> None:
-        self.query_one(ServiceSummary).show(view, self.app.status)
+        self.query_one(ServiceSummary).show(view, self.piu_app.status)
         if view is not None:
             self.query_one(JobsTable).show_jobs(view.jobs)
         self.refresh_bindings()
 
-    def _show_status(self, _status) -> None:
-        self.query_one(ServiceSummary).show(self.app.dashboard, self.app.status)
+    def _show_status(self, _status: DaemonStatus | None) -> None:
+        self.query_one(ServiceSummary).show(self.piu_app.dashboard, self.piu_app.status)
 
     # -- the selected job --------------------------------------------------------
     @property
     def selected_job(self) -> JobView | None:
-        view: DashboardView | None = self.app.dashboard
+        view = self.piu_app.dashboard
         job_id = self.query_one(JobsTable).selected_job_id
         if view is None or job_id is None:
             return None
@@ -67,15 +68,15 @@ class DashboardScreen(Screen):
     def action_open_job(self) -> None:
         job = self.selected_job
         if job is not None:
-            self.app.open_job(job.id)
+            self.piu_app.open_job(job.id)
 
     def action_cancel_job(self) -> None:
-        self.app.request_cancel(self.selected_job)
+        self.piu_app.request_cancel(self.selected_job)
 
     def action_retry_job(self) -> None:
-        self.app.request_retry(self.selected_job)
+        self.piu_app.request_retry(self.selected_job)
 
     def action_open_report(self) -> None:
         job = self.selected_job
         if job is not None:
-            self.app.open_report(job.id)
+            self.piu_app.open_report(job.id)

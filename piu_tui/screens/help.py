@@ -1,4 +1,5 @@
 """``?``: every key and what it does."""
+
 from __future__ import annotations
 
 from textual.app import ComposeResult

@@ -1,4 +1,5 @@
 """Identities of a dataset and their state: present, queued, forgotten (by which job, when)."""
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -10,12 +11,19 @@ from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
 from piu_tui.messages import IdentitiesUpdated
 from piu_tui.screens.base import PolledScreen
-from piu_tui.viewmodel import IdentitiesView, load_identities
+from piu_tui.viewmodel.sources import load_identities
+from piu_tui.viewmodel.views import IdentitiesView
 from piu_tui.widgets.daemon_banner import DaemonBanner
 
 STATE_STYLES = {"present": "", "queued": "yellow", "running": "cyan", "forgotten": "green"}
-COLUMNS = (("identity", "identity"), ("images", "images"), ("state", "state"), ("job", "job"),
-           ("version", "version"), ("when", "when"))
+COLUMNS = (
+    ("identity", "identity"),
+    ("images", "images"),
+    ("state", "state"),
+    ("job", "job"),
+    ("version", "version"),
+    ("when", "when"),
+)
 
 
 class IdentitiesScreen(PolledScreen):
@@ -44,7 +52,7 @@ class IdentitiesScreen(PolledScreen):
         self.query_one(Input).focus()
 
     def fetch(self) -> IdentitiesUpdated:
-        app = self.app
+        app = self.piu_app
         configured = sorted(app.ws.cfg.datasets)
 
         def fallback(dataset: str) -> list[tuple[str, int | None]]:
@@ -82,8 +90,10 @@ class IdentitiesScreen(PolledScreen):
         text = self.query_one(Input).value
         rows = self.view.filtered(text)
         key = (self.view.dataset, rows)
-        count = f"{len(rows)} of {len(self.view.rows)} identities of {self.view.dataset or '-'} " \
-                f"({self.view.counts_text})" + (f" — {self.view.note}" if self.view.note else "")
+        count = (
+            f"{len(rows)} of {len(self.view.rows)} identities of {self.view.dataset or '-'} "
+            f"({self.view.counts_text})" + (f" — {self.view.note}" if self.view.note else "")
+        )
         self.query_one("#identities-count", Static).update(count)
         if key == self._shown:
             return
@@ -92,8 +102,15 @@ class IdentitiesScreen(PolledScreen):
         table.clear()
         for r in rows:
             state = Text(r.state, style=STATE_STYLES.get(r.state, ""))
-            table.add_row(r.identity, Text(r.images, justify="right"), state, r.job_id or "-", r.version or "-",
-                          r.when or "-", key=r.identity)
+            table.add_row(
+                r.identity,
+                Text(r.images, justify="right"),
+                state,
+                r.job_id or "-",
+                r.version or "-",
+                r.when or "-",
+                key=r.identity,
+            )
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -1,4 +1,5 @@
 """Job detail: identities, phase progress, loss curve, metrics, log tail."""
+
 from __future__ import annotations
 
 from textual import on
@@ -9,7 +10,8 @@ from textual.widgets import Footer, Header, Label, Static
 
 from piu_tui.messages import JobDetailUpdated
 from piu_tui.screens.base import PolledScreen
-from piu_tui.viewmodel import JobDetailSource, JobDetailView, job_action_state
+from piu_tui.viewmodel.sources import JobDetailSource
+from piu_tui.viewmodel.views import JobDetailView, job_action_state
 from piu_tui.widgets.daemon_banner import DaemonBanner
 from piu_tui.widgets.identity_list import IdentityList
 from piu_tui.widgets.log_tail import LogTail
@@ -51,7 +53,7 @@ class JobDetailScreen(PolledScreen):
 
     def fetch(self) -> JobDetailUpdated | None:
         if self._source is None:
-            self._source = JobDetailSource(self.app.ws.db_path, self.job_id, self.app.clock)
+            self._source = JobDetailSource(self.piu_app.ws.db_path, self.job_id, self.piu_app.clock)
         view = self._source.load()
         return None if view is None else JobDetailUpdated(view)
 
@@ -78,10 +80,10 @@ class JobDetailScreen(PolledScreen):
         self.app.pop_screen()
 
     def action_cancel_job(self) -> None:
-        self.app.request_cancel(self.view.job if self.view else None)
+        self.piu_app.request_cancel(self.view.job if self.view else None)
 
     def action_retry_job(self) -> None:
-        self.app.request_retry(self.view.job if self.view else None)
+        self.piu_app.request_retry(self.view.job if self.view else None)
 
     def action_open_report(self) -> None:
-        self.app.open_report(self.job_id)
+        self.piu_app.open_report(self.job_id)

@@ -1,4 +1,5 @@
 """Model versions: the lineage, what each version forgot, and its metrics."""
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -9,12 +10,21 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from piu_tui.messages import ModelsUpdated
 from piu_tui.screens.base import PolledScreen
-from piu_tui.viewmodel import METRIC_COLUMNS, ModelsView, VersionView, load_models, names_preview
+from piu_tui.viewmodel.format import names_preview
+from piu_tui.viewmodel.sources import load_models
+from piu_tui.viewmodel.views import METRIC_COLUMNS, ModelsView, VersionView
 from piu_tui.widgets.daemon_banner import DaemonBanner
 
-COLUMNS = (("dataset", "dataset"), ("lineage", "version"), ("source", "source"), ("method", "method"),
-           ("forgotten", "forgotten"), ("new", "newly forgotten"),
-           *((k, label) for k, label in METRIC_COLUMNS if k in ("test_acc", "mia", "nomus")), ("created", "created"))
+COLUMNS = (
+    ("dataset", "dataset"),
+    ("lineage", "version"),
+    ("source", "source"),
+    ("method", "method"),
+    ("forgotten", "forgotten"),
+    ("new", "newly forgotten"),
+    *((k, label) for k, label in METRIC_COLUMNS if k in ("test_acc", "mia", "nomus")),
+    ("created", "created"),
+)
 
 
 class ModelsScreen(PolledScreen):
@@ -38,7 +48,7 @@ class ModelsScreen(PolledScreen):
         table.focus()
 
     def fetch(self) -> ModelsUpdated:
-        return ModelsUpdated(load_models(self.app.ws.db_path, self.app.clock))
+        return ModelsUpdated(load_models(self.piu_app.ws.db_path, self.piu_app.clock))
 
     @on(ModelsUpdated)
     def _updated(self, message: ModelsUpdated) -> None:
@@ -55,10 +65,19 @@ class ModelsScreen(PolledScreen):
             label = Text(v.lineage + (" *" if v.current else ""), style="bold" if v.current else "")
             if v.pruned:
                 label.append(" (file pruned)", style="dim")
-            table.add_row(v.dataset, label, v.source, v.method, str(v.forgotten_total),
-                          names_preview(v.new_forgotten) if v.new_forgotten else "-",
-                          v.metrics[index["test_acc"]], v.metrics[index["mia"]], v.metrics[index["nomus"]],
-                          v.created, key=v.key)
+            table.add_row(
+                v.dataset,
+                label,
+                v.source,
+                v.method,
+                str(v.forgotten_total),
+                names_preview(v.new_forgotten) if v.new_forgotten else "-",
+                v.metrics[index["test_acc"]],
+                v.metrics[index["mia"]],
+                v.metrics[index["nomus"]],
+                v.created,
+                key=v.key,
+            )
         keys = [v.key for v in self.view.versions]
         if selected in keys:
             table.move_cursor(row=keys.index(selected), animate=False)
@@ -85,11 +104,15 @@ class ModelsScreen(PolledScreen):
             return
         text = Text()
         text.append(f"{v.dataset} v{v.version}", style="bold")
-        text.append(f"  {v.source}" + (f" by {v.method}" if v.method != "-" else "") +
-                    (f", jobs {', '.join(v.jobs)}" if v.jobs else "") + ("  (current)" if v.current else ""))
+        text.append(
+            f"  {v.source}"
+            + (f" by {v.method}" if v.method != "-" else "")
+            + (f", jobs {', '.join(v.jobs)}" if v.jobs else "")
+            + ("  (current)" if v.current else "")
+        )
         text.append("\n")
         text.append("metrics: ", style="dim")
-        text.append("  ".join(f"{label} {val}" for (_, label), val in zip(METRIC_COLUMNS, v.metrics)))
+        text.append("  ".join(f"{label} {val}" for (_, label), val in zip(METRIC_COLUMNS, v.metrics, strict=True)))
         text.append("\n")
         text.append(f"forgotten in this version ({len(v.new_forgotten)}): ", style="dim")
         text.append(", ".join(v.new_forgotten) or "-")

@@ -4,26 +4,30 @@ The manifest is checked by the service's own validation (what the form
 accepts, ``piu validate`` and the daemon accept) and dropped into ``jobs/``
 atomically, like ``piu submit``.
 """
+
 from __future__ import annotations
+
+from functools import partial
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
-from piu_engine.service.state import StateMissing, StateReader
 from piu_tui.actions import ActionResult, default_requester
 from piu_tui.messages import ActionFinished, ChoicesLoaded
-from piu_tui.viewmodel import SubmitChoices
+from piu_tui.screens.base import PiuScreen
+from piu_tui.viewmodel.sources import read_identities
+from piu_tui.viewmodel.views import SubmitChoices
 
 MAX_SHOWN = 500  # identities listed at once; the filter narrows a larger dataset
 
 
-class SubmitScreen(Screen):
+class SubmitScreen(PiuScreen):
     BINDINGS = [
         Binding("ctrl+s", "submit", "Submit", priority=True),
         Binding("escape", "back", "Cancel"),
@@ -76,15 +80,8 @@ class SubmitScreen(Screen):
     # -- choices -------------------------------------------------------------
     @work(thread=True, exit_on_error=False, group="choices")
     def _load_choices(self) -> None:
-        app = self.app
-
-        def from_state(dataset: str) -> list:
-            try:
-                with StateReader(app.ws.db_path) as reader:
-                    return reader.identities(dataset)
-            except StateMissing:
-                return []
-
+        app = self.piu_app
+        from_state = partial(read_identities, app.ws.db_path)
         self.post_message(ChoicesLoaded(app.services.submitter.choices(from_state)))
 
     @on(ChoicesLoaded)
@@ -93,8 +90,8 @@ class SubmitScreen(Screen):
         dataset = self.query_one("#dataset", Select)
         dataset.set_options([(d, d) for d in c.datasets])
         if c.datasets:
-            dataset.value = self.app.ws.cfg.bench.dataset if self.app.ws.cfg.bench.dataset in c.datasets \
-                else c.datasets[0]
+            preferred = self.piu_app.ws.cfg.bench.dataset
+            dataset.value = preferred if preferred in c.datasets else c.datasets[0]
         method = self.query_one("#method", Select)
         method.set_options([(m, m) for m in c.methods])
         method.value = c.default_method
@@ -179,8 +176,10 @@ class SubmitScreen(Screen):
             return
         baselines = self.query_one("#baselines", SelectionList).selected
         order = self.choices.baselines
-        doc = self.app.services.submitter.build_doc(
-            dataset=self.dataset, identities=self.selected.get(self.dataset, []), method=self.method,
+        doc = self.piu_app.services.submitter.build_doc(
+            dataset=self.dataset,
+            identities=self.selected.get(self.dataset, []),
+            method=self.method,
             compare=sorted(baselines, key=order.index),
             requested_by=self.query_one("#requested-by", Input).value.strip(),
             reason=self.query_one("#reason", Input).value.strip(),
@@ -192,9 +191,9 @@ class SubmitScreen(Screen):
         self._submit(doc)
 
     @work(thread=True, exit_on_error=False, group="submit")
-    def _submit(self, doc: dict) -> None:
+    def _submit(self, doc: dict[str, Any]) -> None:
         try:
-            result = self.app.services.submitter.submit(doc)
+            result = self.piu_app.services.submitter.submit(doc)
         except Exception as exc:  # noqa: BLE001 - shown in the form
             result = ActionResult(False, f"{type(exc).__name__}: {exc}")
         self.post_message(ActionFinished("submit", str(doc.get("request_id", "")), result))
@@ -207,7 +206,7 @@ class SubmitScreen(Screen):
         if r.ok:
             problems.update("")
             self.app.notify(r.message, title="request submitted")
-            self.app.poll_now()
+            self.piu_app.poll_now()
             self.dismiss()
             return
         text = Text(r.message + ":\n", style="bold red")

@@ -1,9 +1,10 @@
 """The red banner shown on every screen while the daemon is not running."""
+
 from __future__ import annotations
 
 from textual.widgets import Static
 
-from piu_tui.viewmodel import DaemonStatus
+from piu_tui.viewmodel.views import DaemonStatus
 
 
 class DaemonBanner(Static):

@@ -1,12 +1,13 @@
 """The identities of one request and what became of each."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from rich.text import Text
 from textual.widgets import Static
 
-from piu_tui.viewmodel import IdentityLine
+from piu_tui.viewmodel.views import IdentityLine
 
 STATUS_STYLES = {"forgotten": "green", "already forgotten": "green dim", "requested": "yellow"}
 

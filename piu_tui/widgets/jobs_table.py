@@ -1,26 +1,38 @@
 """The dashboard's jobs table; rows update in place while jobs run."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
+from piu_engine.service.jobstate import JobState
 from rich.text import Text
 from textual.widgets import DataTable
 
-from piu_tui.viewmodel import JobView
+from piu_tui.viewmodel.format import clip
+from piu_tui.viewmodel.views import JobView
 
-STATE_STYLES = {
-    "running": "bold cyan", "queued": "yellow", "done": "green", "failed": "bold red",
-    "rejected": "magenta", "cancelled": "dim",
+STATE_STYLES: dict[JobState, str] = {
+    JobState.RUNNING: "bold cyan",
+    JobState.QUEUED: "yellow",
+    JobState.DONE: "green",
+    JobState.FAILED: "bold red",
+    JobState.REJECTED: "magenta",
+    JobState.CANCELLED: "dim",
 }
 # (key, header, clip width); cells carry their own one-space gap so the table fits 100 columns
-COLUMNS = (("id", "request", 16), ("state", "state", 9), ("identities", "identities", 18),
-           ("method", "method", 11), ("progress", "progress", 16), ("test_acc", "test", 5), ("mia", "MIA", 5),
-           ("nomus", "NoMUS", 5), ("elapsed", "elapsed", 7), ("eta", "ETA", 7))
+COLUMNS = (
+    ("id", "request", 16),
+    ("state", "state", 9),
+    ("identities", "identities", 18),
+    ("method", "method", 11),
+    ("progress", "progress", 16),
+    ("test_acc", "test", 5),
+    ("mia", "MIA", 5),
+    ("nomus", "NoMUS", 5),
+    ("elapsed", "elapsed", 7),
+    ("eta", "ETA", 7),
+)
 BAR = 4
-
-
-def clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def cell(text: str | Text, style: str = "", right: bool = False) -> Text:
@@ -32,7 +44,7 @@ def cell(text: str | Text, style: str = "", right: bool = False) -> Text:
 
 
 def progress_cell(job: JobView) -> Text:
-    if job.state == "running" and job.fraction is not None:
+    if job.state == JobState.RUNNING and job.fraction is not None:
         filled = round(max(0.0, min(1.0, job.fraction)) * BAR)
         phase = job.phase.split(":")[-1] if job.phase else "starting"
         t = Text()
@@ -40,17 +52,27 @@ def progress_cell(job: JobView) -> Text:
         t.append("░" * (BAR - filled), style="dim")
         t.append(f"{100 * job.fraction:4.0f}% {clip(phase, 6)}")
         return cell(t)
-    style = {"failed": "red", "rejected": "magenta", "cancelled": "dim", "done": "green"}.get(job.state, "")
+    style = {
+        JobState.FAILED: "red",
+        JobState.REJECTED: "magenta",
+        JobState.CANCELLED: "dim",
+        JobState.DONE: "green",
+    }.get(job.state, "")
     return cell(clip(job.progress_text, 16), style)
 
 
 def row_cells(job: JobView) -> list[Text]:
     width = {key: w for key, _, w in COLUMNS}
     return [
-        cell(clip(job.id, width["id"])), cell(job.state, STATE_STYLES.get(job.state, "")),
-        cell(clip(job.identities_text, width["identities"])), cell(clip(job.method, width["method"])),
-        progress_cell(job), cell(job.test_acc, right=True), cell(job.mia, right=True),
-        cell(job.nomus, right=True), cell(job.elapsed, right=True),
+        cell(clip(job.id, width["id"])),
+        cell(job.state, STATE_STYLES.get(job.state, "")),
+        cell(clip(job.identities_text, width["identities"])),
+        cell(clip(job.method, width["method"])),
+        progress_cell(job),
+        cell(job.test_acc, right=True),
+        cell(job.mia, right=True),
+        cell(job.nomus, right=True),
+        cell(job.elapsed, right=True),
         cell(job.eta, right=True),
     ]
 
@@ -81,7 +103,7 @@ class JobsTable(DataTable):
         if keys == current:  # same rows in the same order: update changed cells only
             for job in jobs:
                 old = self.get_row(job.id)
-                for (col, _, _), new, was in zip(COLUMNS, row_cells(job), old):
+                for (col, _, _), new, was in zip(COLUMNS, row_cells(job), old, strict=True):
                     if new != was:
                         self.update_cell(job.id, col, new, update_width=True)
             return

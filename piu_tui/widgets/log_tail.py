@@ -1,7 +1,8 @@
 """The tail of a job's run log (its progress events and final error)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from textual.widgets import Log
 
@@ -17,7 +18,7 @@ class LogTail(Log):
             return
         old = self._shown
         if old and lines[: len(old)] == old:
-            self.write_lines(lines[len(old):])
+            self.write_lines(lines[len(old) :])
         else:
             self.clear()
             self.write_lines(lines)

@@ -1,7 +1,8 @@
 """The live loss curve of the run's latest phase."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from textual.app import ComposeResult
 from textual.containers import Vertical

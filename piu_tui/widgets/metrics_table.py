@@ -1,12 +1,13 @@
 """Parent, new model and baselines side by side."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from rich.text import Text
 from textual.widgets import DataTable
 
-from piu_tui.viewmodel import METRIC_COLUMNS, MetricRow
+from piu_tui.viewmodel.views import METRIC_COLUMNS, MetricRow
 
 
 class MetricsTable(DataTable):

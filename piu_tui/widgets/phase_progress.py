@@ -1,13 +1,14 @@
 """One progress bar per phase of a run (the engine's phases, in the order they ran)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, ProgressBar, Static
 
-from piu_tui.viewmodel import PhaseView
+from piu_tui.viewmodel.views import PhaseView
 
 
 class PhaseRow(Horizontal):
@@ -38,7 +39,7 @@ class PhaseProgress(Vertical):
         rows = list(self.query(PhaseRow))
         self.query_one(".empty", Static).display = not phases
         if [r.phase.name for r in rows] == [p.name for p in phases]:
-            for row, phase in zip(rows, phases):
+            for row, phase in zip(rows, phases, strict=True):
                 if row.phase != phase:
                     row.show(phase)
             return

@@ -1,10 +1,11 @@
 """Two lines under the title: the daemon, its device, the current models and the queue."""
+
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import Static
 
-from piu_tui.viewmodel import DashboardView, DaemonStatus
+from piu_tui.viewmodel.views import DaemonStatus, DashboardView
 
 
 class ServiceSummary(Static):
