@@ -20,6 +20,7 @@ from piu_engine.core.data.types import Split
 from piu_engine.core.evaluate import forget_set_metrics
 from piu_engine.core.request import DatasetInfo, ForgetOutcome, ForgetRequest, Metrics, TrainedModel
 from piu_engine.core.metrics import per_sample
+from piu_engine.core.train import check_finite_state
 from piu_engine.core.workbench import Workbench
 
 
@@ -70,6 +71,8 @@ def run_forget(cfg: Config, request: ForgetRequest, parent_weights: Path, out_we
     parent = wb.load_model(Path(parent_weights))
     parent_metrics = wb.evaluate(parent, splits, seed)
     run = wb.run_method(request.method, parent, splits, seed, request.params)
+    # A diverged model is never measured, saved or installed: check it before anything else.
+    check_finite_state(run.model.state_dict(), method=request.method, phase="final weights")
     model_metrics = {**wb.evaluate(run.model, splits, seed), "seconds": run.seconds}
     baselines = {}
     for name in request.compare:

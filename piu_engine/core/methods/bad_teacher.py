@@ -3,17 +3,15 @@ original on retain samples and a randomly initialised incompetent teacher on
 forget samples, from mixed batches."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from piu_engine.core.losses import distill_kl
-from piu_engine.core.methods.catalog import BadTeacherParams
 from piu_engine.core.methods.base import UnlearnContext
+from piu_engine.core.methods.catalog import BadTeacherParams
 from piu_engine.core.model import frozen_copy
 from piu_engine.core.tensors import index_batches, n_batches
-from piu_engine.core.train import sgd
+from piu_engine.core.train import sgd, train_steps
 
 
 def run(ctx: UnlearnContext, p: BadTeacherParams):
@@ -25,23 +23,20 @@ def run(ctx: UnlearnContext, p: BadTeacherParams):
     mixed_np = np.concatenate([ctx.splits.forget, retain[keep]])
     is_forget_np = np.zeros(int(mixed_np.max()) + 1, dtype=bool)
     is_forget_np[ctx.splits.forget] = True
-    mixed, is_forget = ctx.indices(mixed_np), torch.as_tensor(is_forget_np, device=ctx.device)
+    mixed, is_forget = ctx.indices(mixed_np), torch.as_tensor(is_forget_np)
     gen = ctx.generator(41)
     opt = sgd(model.parameters(), p.lr, p.momentum)
     ph = ctx.phase("bad-teacher", p.epochs, n_batches(len(mixed), p.batch_size))
+
+    def step(b):
+        x, _ = data.batch(b, augment=True, gen=gen)
+        with torch.no_grad(), ph.autocast(ctx.device):
+            target = torch.where(is_forget[b][:, None], bad(x), good(x))
+        with ph.autocast(ctx.device):
+            return distill_kl(model(x), target, p.temperature, data.task)
+
     model.train()
-    for epoch in range(1, p.epochs + 1):
-        for step, b in enumerate(index_batches(mixed, p.batch_size, True, gen), start=1):
-            x, _ = data.batch(b, augment=True, gen=gen)
-            with torch.no_grad(), ph.autocast(ctx.device):
-                target = torch.where(is_forget[b][:, None], bad(x), good(x))
-            with ph.autocast(ctx.device):
-                loss = distill_kl(model(x), target, p.temperature, data.task)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            ph.tick(epoch, step, loss.detach())
-    ph.done()
+    train_steps(ph, model, opt, step, lambda epoch: index_batches(mixed, p.batch_size, True, gen))
     return model
 
 

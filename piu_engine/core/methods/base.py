@@ -7,20 +7,22 @@ identically for all methods.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from piu_engine.core.methods.catalog import MethodInfo
+from piu_engine.common.errors import DivergedError
 from piu_engine.core.data.splits import UnlearningSplits
 from piu_engine.core.data.types import FaceDataset
+from piu_engine.core.methods.catalog import MethodInfo
 from piu_engine.core.presets import TrainRecipe
 from piu_engine.core.tensors import TensorData, index_batches, make_generator, to_index
-from piu_engine.core.train import Phase, RunControl
+from piu_engine.core.train import Phase, RunControl, check_finite_state
 
 
 @dataclass
@@ -62,6 +64,23 @@ class MethodSpec:
 
     def make_params(self, overrides: dict[str, Any] | None = None, key: str = "params") -> Any:
         return self.info.make_params(overrides, key)
+
+
+def guarded(name: str, run: Callable[[UnlearnContext, Any], nn.Module]) -> Callable[[UnlearnContext, Any], nn.Module]:
+    """``run``, with a :class:`DivergedError` from the training loop naming the
+    method, and the model it returns checked for non-finite weights and buffers."""
+    def run_guarded(ctx: UnlearnContext, params: Any) -> nn.Module:
+        try:
+            model = run(ctx, params)
+        except DivergedError as exc:
+            exc.for_method(name)
+            raise
+        check_finite_state(model.state_dict(), method=name, phase="result")
+        return model
+
+    run_guarded.__name__ = run_guarded.__qualname__ = f"guarded_{getattr(run, '__name__', 'run')}"
+    run_guarded.__wrapped__ = run
+    return run_guarded
 
 
 @contextmanager

@@ -4,19 +4,87 @@ The service validates a manifest's ``params`` here before anything runs, and
 ``config.toml``'s ``[methods.NAME]`` tables are checked the same way; the
 implementations in :mod:`piu_engine.core.methods.registry` bind a run to
 each name. Defaults follow REFERENCE.md unless a comment says otherwise.
+
+Every numeric parameter has a range (:class:`Bound`): the ranges shared by
+name are in :data:`COMMON_BOUNDS`, a class's own in its ``BOUNDS`` table
+(inherited, and overridden by name, along the class hierarchy). A float must
+also be finite. ``check()`` holds only the rules that tie parameters together.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from piu_engine.common.errors import ConfigError
 
 
-def positive(**values: float) -> str | None:
-    for name, value in values.items():
-        if value <= 0:
-            return f"{name} must be > 0, got {value}"
+@dataclass(frozen=True)
+class Bound:
+    """The interval a numeric parameter must lie in; either end open or closed."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+def between(low: float, high: float) -> Bound:
+    """[low, high]"""
+    return Bound(low, high)
+
+
+def above(low: float, high: float) -> Bound:
+    """(low, high]"""
+    return Bound(low, high, low_open=True)
+
+
+def below(low: float, high: float) -> Bound:
+    """[low, high)"""
+    return Bound(low, high, high_open=True)
+
+
+MAX_EPOCHS = 500  # an unlearning run or a retrain: far beyond any recipe, far below "forever"
+
+# Ranges of the parameters several methods share, by name; a class's BOUNDS override them.
+COMMON_BOUNDS: dict[str, Bound] = {
+    "epochs": between(1, MAX_EPOCHS),
+    "batch_size": between(1, 4096),
+    "lr": above(0, 10),
+    "momentum": below(0, 1),
+    "weight_decay": between(0, 1),
+    "temperature": between(0.05, 100),  # a softmax temperature: below 0.05 the KL overflows
+}
+LOSS_WEIGHT = between(0, 100)  # the weight of one term of a combined loss
+
+
+def bounds_of(params: type) -> dict[str, Bound]:
+    """The range of every numeric field of the params dataclass ``params``."""
+    table = dict(COMMON_BOUNDS)
+    for cls in reversed(params.__mro__):
+        table.update(vars(cls).get("BOUNDS", {}))
+    return {f.name: table[f.name] for f in fields(params) if f.name in table}
+
+
+def out_of_bounds(params: Any) -> tuple[str, str] | None:
+    """(parameter, problem) for the first numeric field of ``params`` outside its range."""
+    for name, bound in bounds_of(type(params)).items():
+        value = getattr(params, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if value not in bound:
+            kind = "an integer" if isinstance(value, int) else "a finite number"
+            return name, f"must be {kind} in {bound}, got {value!r}"
     return None
 
 
@@ -50,20 +118,23 @@ class PiuFrParams:
     early_stop_max_acc_drop: float = 0.05  # ... and unseen accuracy this close to the original's (as the gate)
     early_stop_settle: float = 2.0  # epochs over which lr then decays to 0 (ends settled, like the full run)
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "forget_ascent": LOSS_WEIGHT, "unseen_anchor": LOSS_WEIGHT,
+        "stage2_epochs": between(0, MAX_EPOCHS), "stage2_lr": COMMON_BOUNDS["lr"],
+        "stage2_momentum": COMMON_BOUNDS["momentum"],
+        "early_stop_tolerance": between(0, 0.5),  # |MIA - 0.5| is at most 0.5
+        "early_stop_checks": between(1, 10_000),
+        "early_stop_max_acc_drop": between(0, 1),  # an accuracy difference
+        "early_stop_settle": between(0, MAX_EPOCHS),  # epochs
+    }
+
     def check(self):
-        if self.early_stop_tolerance < 0 or self.early_stop_max_acc_drop < 0:
-            return "early_stop_tolerance and early_stop_max_acc_drop must be >= 0"
-        if self.early_stop_checks < 1 or self.early_stop_settle < 0:
-            return "early_stop_checks must be >= 1 and early_stop_settle >= 0"
-        if self.forget_ascent < 0 or self.unseen_anchor < 0:
-            return "forget_ascent and unseen_anchor must be >= 0"
         if self.early_stop and (self.augment or not self.freeze_bn or not self.unseen_anchor):
             return ("early_stop reads the attacker's signal off the training passes: it needs augment = false, "
                     "freeze_bn = true and unseen_anchor > 0 (or set early_stop = false)")
         if self.train_layers not in TRAIN_LAYERS:
             return f"train_layers must be one of {', '.join(TRAIN_LAYERS)}, got {self.train_layers!r}"
-        return positive(epochs=self.epochs, lr=self.lr, temperature=self.temperature,
-                        batch_size=self.batch_size)
+        return None
 
 
 @dataclass(frozen=True)
@@ -90,8 +161,7 @@ class PaperPiuFrParams(PiuFrParams):
 class RetrainParams:
     epochs: int = 0  # 0 = the original recipe's epochs
 
-    def check(self):
-        return "epochs must be >= 0" if self.epochs < 0 else None
+    BOUNDS: ClassVar[dict[str, Bound]] = {"epochs": between(0, MAX_EPOCHS)}
 
 
 # --- finetune ---
@@ -102,9 +172,6 @@ class FinetuneParams:
     lr: float = 0.001
     momentum: float = 0.9
     batch_size: int = 64
-
-    def check(self):
-        return positive(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
 
 
 # --- neggrad ---
@@ -118,24 +185,20 @@ class NegGradParams:
     momentum: float = 0.9
     batch_size: int = 64
 
-    def check(self):
-        return positive(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
-
 
 @dataclass(frozen=True)
 class AdvancedNegGradParams(NegGradParams):
     retain_weight: float = 1.0  # weight of CE(retain)
     forget_weight: float = 1.0  # weight of the ascent term -CE(forget)
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {"retain_weight": LOSS_WEIGHT, "forget_weight": LOSS_WEIGHT}
+
 
 @dataclass(frozen=True)
 class NegGradPlusParams(NegGradParams):
     alpha: float = 0.95  # retain weight a; forget weight 1 - a
 
-    def check(self):
-        if not 0.0 <= self.alpha <= 1.0:
-            return "alpha must be in [0, 1]"
-        return super().check()
+    BOUNDS: ClassVar[dict[str, Bound]] = {"alpha": between(0, 1)}
 
 
 # --- scrub ---
@@ -152,9 +215,9 @@ class ScrubParams:
     temperature: float = 4.0
     batch_size: int = 64
 
-    def check(self):
-        return positive(epochs=self.epochs, lr=self.lr, temperature=self.temperature,
-                        batch_size=self.batch_size)
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "msteps": between(0, MAX_EPOCHS), "gamma": LOSS_WEIGHT, "alpha": LOSS_WEIGHT,
+    }
 
 
 # --- random_label ---
@@ -167,8 +230,7 @@ class RandomLabelParams:
     batch_size: int = 64
     retain_weight: float = 1.0
 
-    def check(self):
-        return positive(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
+    BOUNDS: ClassVar[dict[str, Bound]] = {"retain_weight": LOSS_WEIGHT}
 
 
 # --- bad_teacher ---
@@ -182,11 +244,7 @@ class BadTeacherParams:
     temperature: float = 1.0
     retain_fraction: float = 0.3  # share of retain mixed with forget, as in the paper
 
-    def check(self):
-        if not 0.0 < self.retain_fraction <= 1.0:
-            return "retain_fraction must be in (0, 1]"
-        return positive(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                        temperature=self.temperature)
+    BOUNDS: ClassVar[dict[str, Bound]] = {"retain_fraction": above(0, 1)}
 
 
 @dataclass(frozen=True)
@@ -196,7 +254,7 @@ class MethodInfo:
     summary: str
 
     def make_params(self, overrides: dict[str, Any] | None = None, key: str = "params") -> Any:
-        """The params object for ``overrides``, type-checked; errors name ``key.param``."""
+        """The params object for ``overrides``, type- and range-checked; errors name ``key.param``."""
         overrides = dict(overrides or {})
         known = {f.name: f for f in fields(self.params)}
         for name, value in overrides.items():
@@ -217,6 +275,9 @@ class MethodInfo:
                 raise ConfigError(f"{key}.{name}: expected {type(default).__name__}, got {value!r}")
             overrides[name] = value
         params = self.params(**overrides)
+        bad = out_of_bounds(params)
+        if bad:
+            raise ConfigError(f"{key}.{bad[0]}: {bad[1]}")
         check = getattr(params, "check", None)
         if check:
             problem = check()

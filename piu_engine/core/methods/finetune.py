@@ -2,10 +2,8 @@
 last blocks trainable."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from piu_engine.core.methods.catalog import FinetuneParams
 from piu_engine.core.methods.base import UnlearnContext, trainable_only
+from piu_engine.core.methods.catalog import FinetuneParams
 from piu_engine.core.presets import TrainRecipe
 from piu_engine.core.train import fit
 

@@ -2,13 +2,11 @@
 (-CE(forget) + CE(retain), 1:1) and NegGrad+ (a*CE(retain) - (1-a)*CE(forget))."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from piu_engine.core.losses import task_loss
-from piu_engine.core.methods.catalog import AdvancedNegGradParams, NegGradParams, NegGradPlusParams
 from piu_engine.core.methods.base import UnlearnContext, cycle_batches
+from piu_engine.core.methods.catalog import AdvancedNegGradParams, NegGradParams, NegGradPlusParams
 from piu_engine.core.tensors import index_batches, n_batches
-from piu_engine.core.train import sgd
+from piu_engine.core.train import sgd, train_steps
 
 
 def _weights(p: NegGradParams) -> tuple[float, float]:
@@ -30,20 +28,18 @@ def make_run(phase: str):
         steps = n_batches(len(forget), p.batch_size)
         ph = ctx.phase(phase, p.epochs, steps)
         model, data = ctx.model, ctx.data
+
+        def step(fb):
+            x, y = data.batch(fb, augment=True, gen=gen)
+            with ph.autocast(ctx.device):
+                loss = -w_forget * task_loss(model(x), y, data.task)
+                if retain_stream is not None:
+                    xr, yr = data.batch(next(retain_stream), augment=True, gen=gen)
+                    loss = loss + w_retain * task_loss(model(xr), yr, data.task)
+            return loss
+
         model.train()
-        for epoch in range(1, p.epochs + 1):
-            for step, fb in enumerate(index_batches(forget, p.batch_size, True, gen), start=1):
-                x, y = data.batch(fb, augment=True, gen=gen)
-                with ph.autocast(ctx.device):
-                    loss = -w_forget * task_loss(model(x), y, data.task)
-                    if retain_stream is not None:
-                        xr, yr = data.batch(next(retain_stream), augment=True, gen=gen)
-                        loss = loss + w_retain * task_loss(model(xr), yr, data.task)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                ph.tick(epoch, step, loss.detach())
-        ph.done()
+        train_steps(ph, model, opt, step, lambda epoch: index_batches(forget, p.batch_size, True, gen))
         return model
 
     return run

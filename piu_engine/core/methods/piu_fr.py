@@ -36,19 +36,19 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
 
 import torch
 
 from piu_engine.core.data.splits import label_matched_partners
 from piu_engine.core.losses import distill_kl, predictions_correct, task_loss
-from piu_engine.core.methods.catalog import TRAIN_LAYERS, PaperPiuFrParams, PiuFrParams
 from piu_engine.core.methods.base import UnlearnContext, trainable_only
+from piu_engine.core.methods.catalog import TRAIN_LAYERS, PiuFrParams
 from piu_engine.core.metrics import threshold_mia
 from piu_engine.core.model import split_resnet
 from piu_engine.core.presets import TrainRecipe
 from piu_engine.core.tensors import batch_slices, index_batches
-from piu_engine.core.train import fit, sgd
+from piu_engine.core.train import fit, sgd, train_steps
+
 
 class EarlyStop:
     """Stage 1's stopping rule, judged only on the unlearning part of unseen.
@@ -177,49 +177,49 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
     schedule = LrSchedule(p.epochs * steps, p.cosine)
     settle = round(p.early_stop_settle * steps)
     check_every = max(1, steps // p.early_stop_checks)
-    taken, reached = 0, None
+    reached = None
+
+    def set_lr(taken: int) -> None:
+        for group in opt.param_groups:
+            group["lr"] = p.lr * schedule.factor(taken)
+
+    def step(n: int) -> torch.Tensor:  # n: the step's number in its epoch, from 1
+        sl = slices[n - 1]
+        y = forget_y[sl]
+        sign = -1.0 if (p.alternate and n % 2 == 0) else 1.0
+        with ph.autocast(ctx.device):
+            out = net(forget_x(sl))
+            forget_ce = task_loss(out, y, data.task, reduction="none")  # the ascent's and the rule's
+            loss = sign * distill_kl(out, teacher_logits[sl], p.temperature, data.task)
+            if p.forget_ascent:
+                loss = loss - p.forget_ascent * forget_ce.mean()
+            if p.unseen_anchor:
+                yu = unseen_y[sl]
+                out_u = net(unseen_x(sl))
+                loss = loss + p.unseen_anchor * distill_kl(out_u, teacher_logits[sl], p.temperature, data.task)
+                if stopper is not None:
+                    stopper.observe(forget_ce, task_loss(out_u, yu, data.task, reduction="none"),
+                                    predictions_correct(out_u, yu, data.task))
+        return loss
+
+    def check_rule(taken: int) -> dict | None:
+        """The phase's 'done' metrics once the settle after the rule fired is over, else None."""
+        nonlocal reached
+        if stopper is not None and reached is None and taken % check_every == 0:
+            reached = stopper.reached()
+            if reached is not None:
+                reached["rule_fired_at_step"] = taken
+                schedule.settle(taken, settle)
+        if schedule.finished(taken):
+            if taken < schedule.total:
+                reached["early_stopped_at_step"] = taken
+            return reached
+        return None
+
     with trainable_only(model, TRAIN_LAYERS[p.train_layers]) as params:
         opt = sgd(params, p.lr, p.momentum)
         train_mode(model, p.freeze_bn)
-        for epoch in range(1, p.epochs + 1):
-            for step in range(1, steps + 1):
-                for group in opt.param_groups:
-                    group["lr"] = p.lr * schedule.factor(taken)
-                sl = slices[step - 1]
-                y = forget_y[sl]
-                sign = -1.0 if (p.alternate and step % 2 == 0) else 1.0
-                with ph.autocast(ctx.device):
-                    out = net(forget_x(sl))
-                    forget_ce = task_loss(out, y, data.task, reduction="none")  # the ascent's and the rule's
-                    loss = sign * distill_kl(out, teacher_logits[sl], p.temperature, data.task)
-                    if p.forget_ascent:
-                        loss = loss - p.forget_ascent * forget_ce.mean()
-                    if p.unseen_anchor:
-                        yu = unseen_y[sl]
-                        out_u = net(unseen_x(sl))
-                        loss = loss + p.unseen_anchor * distill_kl(out_u, teacher_logits[sl], p.temperature,
-                                                                   data.task)
-                        if stopper is not None:
-                            stopper.observe(forget_ce,
-                                            task_loss(out_u, yu, data.task, reduction="none"),
-                                            predictions_correct(out_u, yu, data.task))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                taken += 1
-                ph.tick(epoch, step, loss.detach())
-                if stopper is not None and reached is None and taken % check_every == 0:
-                    reached = stopper.reached()
-                    if reached is not None:
-                        reached["rule_fired_at_step"] = taken
-                        schedule.settle(taken, settle)
-                if schedule.finished(taken):
-                    if taken < schedule.total:
-                        reached["early_stopped_at_step"] = taken
-                    ph.done(**reached)
-                    return taken
-    ph.done()
-    return taken
+        return train_steps(ph, model, opt, step, steps, before_step=set_lr, after_step=check_rule)
 
 
 def run(ctx: UnlearnContext, p: PiuFrParams):

@@ -1,10 +1,10 @@
 """Retrain from scratch on retain with the original recipe: the gold standard."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from piu_engine.core.methods.catalog import RetrainParams
 from piu_engine.core.methods.base import UnlearnContext
+from piu_engine.core.methods.catalog import RetrainParams
 from piu_engine.core.train import fit
 
 
