@@ -1,4 +1,5 @@
 """Shared helpers for the benchmark scripts: argument parsing, table printing, JSON output."""
+
 from __future__ import annotations
 
 import platform
@@ -27,10 +28,10 @@ def print_table(headers: list[str], rows: list[list], title: str = "") -> None:
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
     if title:
         print(title)
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for r in cells:
-        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
 
 
 def write_json(path: str | Path | None, payload: dict) -> None:
@@ -77,6 +78,6 @@ def early_stop_ab(cfg, dataset: str, preset: str, seeds: int, repeats: int) -> d
         seed = cfg.engine.seed + s
         splits, original = forget_split(wb, seed), wb.original(seed)[0]
         for r in range(repeats):
-            for name, overrides in (variants if r % 2 == 0 else variants[::-1]):
+            for name, overrides in variants if r % 2 == 0 else variants[::-1]:
                 times[name].append(wb.run_method("piu-fr", original, splits, seed, overrides=overrides).seconds)
     return times

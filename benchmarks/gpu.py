@@ -10,6 +10,7 @@ on one H100-class GPU.
 
     python benchmarks/gpu.py [--methods ...] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,12 +19,12 @@ import subprocess
 import threading
 import time
 
-import _common
 import torch
-
-from piu_engine.core.bench import run_bench
 from piu_engine.commands.bench import COLUMNS, fmt
+from piu_engine.core.bench import run_bench
 from piu_engine.core.config import BenchConfig, parse
+
+import _common
 
 
 class UtilisationSampler(threading.Thread):
@@ -38,8 +39,11 @@ class UtilisationSampler(threading.Thread):
         if not shutil.which("nvidia-smi"):
             return
         while not self.stop.is_set():
-            out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                capture_output=True,
+                text=True,
+            )
             if out.returncode == 0 and out.stdout.strip():
                 self.samples.append(float(out.stdout.split()[0]))
             self.stop.wait(0.5)
@@ -56,14 +60,20 @@ def main() -> None:
     args = ap.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("benchmarks/gpu.py needs a CUDA GPU; none is visible to PyTorch.")
-    cfg = parse({"engine": {"device": args.device, "amp": True, "cache_dir": args.cache_dir},
-                 "bench": {"preset": args.preset}})
+    cfg = parse(
+        {"engine": {"device": args.device, "amp": True, "cache_dir": args.cache_dir}, "bench": {"preset": args.preset}}
+    )
     sampler = UtilisationSampler()
     sampler.start()
     start = time.perf_counter()
-    result = run_bench(cfg, "synthetic", args.preset, args.methods.split(","), 1,
-                       on_row=lambda r: print(f"  {r['method']:<18} {r['seconds']:7.1f} s  NoMUS {r['nomus']:.3f}",
-                                              flush=True))
+    result = run_bench(
+        cfg,
+        "synthetic",
+        args.preset,
+        args.methods.split(","),
+        1,
+        on_row=lambda r: print(f"  {r['method']:<18} {r['seconds']:7.1f} s  NoMUS {r['nomus']:.3f}", flush=True),
+    )
     rows = list(result.methods)
     if not args.no_full_budget and "piu-fr" in args.methods.split(","):
         rows += _common.full_budget_rows(cfg, "synthetic", args.preset, 1, rows)
@@ -71,14 +81,25 @@ def main() -> None:
     sampler.stop.set()
     sampler.join()
     table = [[fmt(r.get(k), k) for k, _ in COLUMNS] for r in rows]
-    _common.print_table([label for _, label in COLUMNS], table,
-                        f"GPU benchmark: synthetic / preset {result.preset} / {result.device}")
+    _common.print_table(
+        [label for _, label in COLUMNS], table, f"GPU benchmark: synthetic / preset {result.preset} / {result.device}"
+    )
     util = sum(sampler.samples) / len(sampler.samples) if sampler.samples else float("nan")
-    print(f"total wall-clock {total:.0f} s (target < 480 s); mean GPU utilisation {util:.0f}% "
-          f"over {len(sampler.samples)} samples; peak GPU memory "
-          f"{torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0:.1f} GiB")
-    _common.write_json(args.json, {"machine": _common.machine(), "device": result.device, "total_seconds": total,
-                                   "gpu_utilisation_mean": util, "rows": rows})
+    print(
+        f"total wall-clock {total:.0f} s (target < 480 s); mean GPU utilisation {util:.0f}% "
+        f"over {len(sampler.samples)} samples; peak GPU memory "
+        f"{torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0:.1f} GiB"
+    )
+    _common.write_json(
+        args.json,
+        {
+            "machine": _common.machine(),
+            "device": result.device,
+            "total_seconds": total,
+            "gpu_utilisation_mean": util,
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ have at least N training people (default: 150; tiny: 24).
 
     python benchmarks/service.py [--preset default] [--latency-samples 20] [--requests 50] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,18 +29,23 @@ import tempfile
 import time
 from pathlib import Path
 
-import _common
-
 from piu_engine.core.config import load_config
 from piu_engine.service.state import StateReader
 from piu_engine.service.workspace import Workspace, init_workspace
+
+import _common
 
 FINAL = {"done", "failed", "rejected", "cancelled"}
 
 
 def piu(ws: Path, *args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "piu_engine.cli", "--config", str(ws / "config.toml"), *args],
-                          capture_output=True, text=True, check=True, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "piu_engine.cli", "--config", str(ws / "config.toml"), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        **kw,
+    )
 
 
 def make_workspace(root: Path, name: str, template: Path | None, preset: str = "tiny", **service: object) -> Path:
@@ -57,8 +63,11 @@ def make_workspace(root: Path, name: str, template: Path | None, preset: str = "
 
 
 def start_daemon(ws: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "piu_engine.cli", "--config", str(ws / "config.toml"), "daemon"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "piu_engine.cli", "--config", str(ws / "config.toml"), "daemon"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     db = Workspace.from_config(load_config(ws / "config.toml")).db_path
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -84,8 +93,15 @@ def stop_daemon(proc: subprocess.Popen) -> None:
 
 
 def drop(ws: Path, request_id: str, identities: list[str]) -> None:
-    manifest = {"request_id": request_id, "dataset": "synthetic", "identities": identities, "method": "neggrad",
-                "params": {"epochs": 1}, "requested_by": "benchmark", "reason": "service benchmark"}
+    manifest = {
+        "request_id": request_id,
+        "dataset": "synthetic",
+        "identities": identities,
+        "method": "neggrad",
+        "params": {"epochs": 1},
+        "requested_by": "benchmark",
+        "reason": "service benchmark",
+    }
     tmp = ws / "jobs" / f".{request_id}.tmp"
     tmp.write_text(json.dumps(manifest))
     os.replace(tmp, ws / "jobs" / f"{request_id}.json")
@@ -121,9 +137,9 @@ def latency(ws: Path, people: list[str], samples: int) -> list[float]:
             rid = f"lat-{k:03d}"
             start = time.perf_counter()
             drop(ws, rid, [people[k % len(people)]])
-            wait_for(db, lambda r: r.job(rid) is not None, 60)
+            wait_for(db, lambda r, rid=rid: r.job(rid) is not None, 60)
             times.append(time.perf_counter() - start)
-            wait_for(db, lambda r: r.job(rid).state in FINAL, 600, 0.1)  # one at a time
+            wait_for(db, lambda r, rid=rid: r.job(rid).state in FINAL, 600, 0.1)  # one at a time
         return times
     finally:
         stop_daemon(proc)
@@ -159,31 +175,52 @@ def main() -> None:
         piu(base, "train")
         people = identities(base)
         if len(people) < args.requests:
-            raise SystemExit(f"--requests {args.requests}: the {args.preset} preset has only {len(people)} "
-                             f"training people, and each request names a different one")
+            raise SystemExit(
+                f"--requests {args.requests}: the {args.preset} preset has only {len(people)} "
+                f"training people, and each request names a different one"
+            )
         # Distinct people per request, as many as the share limit allows per run.
         lat = latency(make_workspace(root, "latency", base), people, args.latency_samples)
         n = args.requests
-        one, runs_one = coalesced_total(make_workspace(root, "one-run", base, batch_size=n, max_forget_share=1.0),
-                                        people, n)
-        many, runs_many = coalesced_total(make_workspace(root, "many-runs", base, batch_size=1, max_forget_share=1.0),
-                                          people, n)
+        one, runs_one = coalesced_total(
+            make_workspace(root, "one-run", base, batch_size=n, max_forget_share=1.0), people, n
+        )
+        many, runs_many = coalesced_total(
+            make_workspace(root, "many-runs", base, batch_size=1, max_forget_share=1.0), people, n
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     lat_sorted = sorted(lat)
     p50 = statistics.median(lat_sorted)
     p95 = lat_sorted[min(len(lat_sorted) - 1, int(round(0.95 * (len(lat_sorted) - 1))))]
-    _common.print_table(["measure", "value"], [
-        ["claim latency p50", f"{p50 * 1000:.0f} ms"],
-        ["claim latency p95", f"{p95 * 1000:.0f} ms"],
-        [f"{n} requests, coalesced ({runs_one} run(s))", f"{one:.1f} s"],
-        [f"{n} requests, separate ({runs_many} runs)", f"{many:.1f} s"],
-        ["separate / coalesced", f"{many / one:.1f}x"],
-    ], f"Service benchmark, {args.preset} preset ({_common.machine()})")
+    _common.print_table(
+        ["measure", "value"],
+        [
+            ["claim latency p50", f"{p50 * 1000:.0f} ms"],
+            ["claim latency p95", f"{p95 * 1000:.0f} ms"],
+            [f"{n} requests, coalesced ({runs_one} run(s))", f"{one:.1f} s"],
+            [f"{n} requests, separate ({runs_many} runs)", f"{many:.1f} s"],
+            ["separate / coalesced", f"{many / one:.1f}x"],
+        ],
+        f"Service benchmark, {args.preset} preset ({_common.machine()})",
+    )
     print(f"target claim p50 < 0.5 s: {'met' if p50 < 0.5 else 'NOT met'}")
-    _common.write_json(args.json, {"machine": _common.machine(), "preset": args.preset, "latency_seconds": lat,
-                                   "p50": p50, "p95": p95, "requests": n, "coalesced_seconds": one, "coalesced_runs": runs_one,
-                                   "separate_seconds": many, "separate_runs": runs_many, "ratio": many / one})
+    _common.write_json(
+        args.json,
+        {
+            "machine": _common.machine(),
+            "preset": args.preset,
+            "latency_seconds": lat,
+            "p50": p50,
+            "p95": p95,
+            "requests": n,
+            "coalesced_seconds": one,
+            "coalesced_runs": runs_one,
+            "separate_seconds": many,
+            "separate_runs": runs_many,
+            "ratio": many / one,
+        },
+    )
 
 
 if __name__ == "__main__":

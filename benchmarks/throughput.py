@@ -9,21 +9,22 @@ the numbers.
 
     python benchmarks/throughput.py [--size 32] [--batch 64] [--steps 30] [--profile] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
 import time
 
-import _common  # noqa: F401  (puts the repo on sys.path)
 import torch
-
 from piu_engine.core.config import EngineConfig
 from piu_engine.core.data.synthetic import generate
-from piu_engine.core.device import pick_device
 from piu_engine.core.data.types import Task
+from piu_engine.core.device import pick_device
 from piu_engine.core.losses import task_loss
 from piu_engine.core.model import build_model
 from piu_engine.core.tensors import TensorData, index_batches, make_generator, to_index
+
+import _common  # noqa: F401  (puts the repo on sys.path)
 
 
 def timed(fn, steps: int, device) -> float:
@@ -69,6 +70,7 @@ def main() -> None:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+
         return step
 
     def bare(steps: int) -> None:
@@ -105,11 +107,15 @@ def main() -> None:
         ips = args.steps * args.batch / t
         results[name] = ips
         rows.append([name, f"{ips:.0f}", f"{ips / (args.steps * args.batch / bare_t):.2f}"])
-    _common.print_table(["loop", "images/s", "vs bare"], rows,
-                        f"Training throughput, ResNet-18, {args.size}px, batch {args.batch}, {device} "
-                        f"({_common.machine()})")
-    print(f"data path alone (gather, convert, augment): {1000 * data_t / args.steps:.1f} ms per step, "
-          f"{100 * data_t / piu_t:.0f}% of PIU's step; model step {1000 * bare_t / args.steps:.1f} ms")
+    _common.print_table(
+        ["loop", "images/s", "vs bare"],
+        rows,
+        f"Training throughput, ResNet-18, {args.size}px, batch {args.batch}, {device} ({_common.machine()})",
+    )
+    print(
+        f"data path alone (gather, convert, augment): {1000 * data_t / args.steps:.1f} ms per step, "
+        f"{100 * data_t / piu_t:.0f}% of PIU's step; model step {1000 * bare_t / args.steps:.1f} ms"
+    )
     ratio = bare_t / piu_t
     print(f"target PIU loop >= 90% of bare: {ratio:.2f} -> {'met' if ratio >= 0.9 else 'NOT met'}")
     if args.profile:
@@ -119,9 +125,19 @@ def main() -> None:
         with torch.profiler.profile(activities=activities) as prof:
             piu(max(5, args.steps // 3))
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
-    _common.write_json(args.json, {"device": str(device), "machine": _common.machine(), "size": args.size,
-                                   "batch": args.batch, "steps": args.steps, "images_per_second": results,
-                                   "data_path_seconds_per_step": data_t / args.steps, "ratio": ratio})
+    _common.write_json(
+        args.json,
+        {
+            "device": str(device),
+            "machine": _common.machine(),
+            "size": args.size,
+            "batch": args.batch,
+            "steps": args.steps,
+            "images_per_second": results,
+            "data_path_seconds_per_step": data_t / args.steps,
+            "ratio": ratio,
+        },
+    )
 
 
 if __name__ == "__main__":

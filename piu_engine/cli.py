@@ -1,5 +1,6 @@
 """The ``piu`` console script: one parser, subcommands contributed by
 ``piu_engine.commands.*`` modules (each exposes ``register(subparsers)``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,7 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="piu", description="Identity unlearning for face-recognition models.")
-    parser.add_argument("--config", default=None,
-                        help="config file (default: $PIU_CONFIG, else ./config.toml)")
+    parser.add_argument("--config", default=None, help="config file (default: $PIU_CONFIG, else ./config.toml)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

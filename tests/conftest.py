@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny real workbench (real training on tiny data)."""
+
 from __future__ import annotations
 
 import os
@@ -74,8 +75,13 @@ def piu_cli():
     import subprocess
 
     def run(*args, cwd=None, timeout=600, env=None):
-        return subprocess.run([sys.executable, "-m", "piu_engine.cli", *map(str, args)], cwd=cwd,
-                              capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **(env or {})})
+        return subprocess.run(
+            [sys.executable, "-m", "piu_engine.cli", *map(str, args)],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
 
     return run

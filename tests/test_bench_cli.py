@@ -1,19 +1,43 @@
 """`piu bench` end to end on the tiny preset: real training, real table,
 JSON and CSV in the documented shape."""
+
 import csv
 import json
 
 from conftest import write_config
 
-ROW_KEYS = {"method", "seed", "test_acc", "forget_acc", "retain_acc", "unseen_acc", "mia", "mia_std",
-            "forgetting_score", "nomus", "seconds", "speedup_vs_retrain"}
+ROW_KEYS = {
+    "method",
+    "seed",
+    "test_acc",
+    "forget_acc",
+    "retain_acc",
+    "unseen_acc",
+    "mia",
+    "mia_std",
+    "forgetting_score",
+    "nomus",
+    "seconds",
+    "speedup_vs_retrain",
+}
 
 
 def test_bench_prints_table_and_writes_json(tmp_path, piu_cli):
     cfg = write_config(tmp_path / "config.toml")
     out = tmp_path / "res" / "bench.json"
-    proc = piu_cli("--config", cfg, "bench", "--preset", "tiny", "--methods", "piu-fr,retrain,finetune",
-                   "--seeds", "2", "--out", out)
+    proc = piu_cli(
+        "--config",
+        cfg,
+        "bench",
+        "--preset",
+        "tiny",
+        "--methods",
+        "piu-fr,retrain,finetune",
+        "--seeds",
+        "2",
+        "--out",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     for word in ("original", "retrain", "piu-fr", "finetune", "NoMUS", "MIA"):
         assert word in proc.stdout
@@ -23,7 +47,8 @@ def test_bench_prints_table_and_writes_json(tmp_path, piu_cli):
     assert data["config"]["methods"] == ["retrain", "piu-fr", "finetune"]
     rows = data["methods"]
     assert [(r["method"], r["seed"]) for r in rows] == [
-        (m, s) for s in (0, 1) for m in ("original", "retrain", "piu-fr", "finetune")]
+        (m, s) for s in (0, 1) for m in ("original", "retrain", "piu-fr", "finetune")
+    ]
     for r in rows:
         assert ROW_KEYS <= set(r)
         assert 0.0 <= r["test_acc"] <= 1.0 and 0.0 <= r["mia"] <= 1.0

@@ -1,5 +1,6 @@
 """The benchmark scripts run on the tiny preset and write valid JSON
 (their speed targets live in the scripts' output and the README, not here)."""
+
 import json
 import subprocess
 import sys
@@ -8,15 +9,29 @@ from conftest import ROOT, write_config
 
 
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *args], capture_output=True,
-                          text=True, timeout=600, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / name), *args], capture_output=True, text=True, timeout=600, cwd=ROOT
+    )
 
 
 def test_unlearning_benchmark_on_tiny(tmp_path):
     cfg = write_config(tmp_path / "config.toml")
     out = tmp_path / "u.json"
-    proc = run_script("unlearning.py", "--config", str(cfg), "--preset", "tiny", "--seeds", "2",
-                      "--methods", "retrain,piu-fr", "--ab-repeats", "1", "--json", str(out))
+    proc = run_script(
+        "unlearning.py",
+        "--config",
+        str(cfg),
+        "--preset",
+        "tiny",
+        "--seeds",
+        "2",
+        "--methods",
+        "retrain,piu-fr",
+        "--ab-repeats",
+        "1",
+        "--json",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
     assert set(data["summary"]) == {"original", "retrain", "piu-fr", "piu-fr (no early stop)"}
@@ -36,8 +51,19 @@ def test_throughput_benchmark_runs(tmp_path):
 
 def test_gpu_benchmark_script_runs_on_cpu_with_tiny(tmp_path):
     out = tmp_path / "g.json"
-    proc = run_script("gpu.py", "--device", "cpu", "--preset", "tiny", "--methods", "retrain,piu-fr",
-                      "--cache-dir", str(tmp_path / "cache"), "--json", str(out))
+    proc = run_script(
+        "gpu.py",
+        "--device",
+        "cpu",
+        "--preset",
+        "tiny",
+        "--methods",
+        "retrain,piu-fr",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--json",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
     assert [r["method"] for r in data["rows"]] == ["original", "retrain", "piu-fr", "piu-fr (no early stop)"]
@@ -46,8 +72,7 @@ def test_gpu_benchmark_script_runs_on_cpu_with_tiny(tmp_path):
 
 def test_service_benchmark_on_tiny(tmp_path):
     out = tmp_path / "s.json"
-    proc = run_script("service.py", "--preset", "tiny", "--latency-samples", "2", "--requests", "3",
-                      "--json", str(out))
+    proc = run_script("service.py", "--preset", "tiny", "--latency-samples", "2", "--requests", "3", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
     assert len(data["latency_seconds"]) == 2 and data["p50"] > 0

@@ -1,6 +1,6 @@
 """config.toml is validated into typed settings; errors name the key."""
-import pytest
 
+import pytest
 from piu_engine.common.errors import ConfigError
 from piu_engine.core.config import load_config, parse
 
@@ -13,18 +13,21 @@ def test_repository_config_is_valid():
     assert cfg.engine.device == "auto"
 
 
-@pytest.mark.parametrize("doc, message", [
-    ({"engine": {"device": "tpu"}}, "engine.device"),
-    ({"engine": {"seed": "zero"}}, "engine.seed: expected an integer"),
-    ({"metrics": {"nomus_lambda": 2}}, "metrics.nomus_lambda"),
-    ({"bench": {"preset": "huge"}}, "bench.preset"),
-    ({"bench": {"dataset": "mufac"}}, "bench.dataset"),
-    ({"datasets": {"m": {"kind": "mufac"}}}, "datasets.m.root"),
-    ({"datasets": {"m": {"kind": "imagenet", "root": "/x"}}}, "datasets.m.kind"),
-    ({"methods": {"piu-fr": {"temprature": 2}}}, "methods.piu-fr.temprature"),
-    ({"methods": {"magic": {}}}, "unknown method 'magic'"),
-    ({"colour": {}}, "colour: unknown section"),
-])
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ({"engine": {"device": "tpu"}}, "engine.device"),
+        ({"engine": {"seed": "zero"}}, "engine.seed: expected an integer"),
+        ({"metrics": {"nomus_lambda": 2}}, "metrics.nomus_lambda"),
+        ({"bench": {"preset": "huge"}}, "bench.preset"),
+        ({"bench": {"dataset": "mufac"}}, "bench.dataset"),
+        ({"datasets": {"m": {"kind": "mufac"}}}, "datasets.m.root"),
+        ({"datasets": {"m": {"kind": "imagenet", "root": "/x"}}}, "datasets.m.kind"),
+        ({"methods": {"piu-fr": {"temprature": 2}}}, "methods.piu-fr.temprature"),
+        ({"methods": {"magic": {}}}, "unknown method 'magic'"),
+        ({"colour": {}}, "colour: unknown section"),
+    ],
+)
 def test_bad_values_name_the_key(doc, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         parse(doc)

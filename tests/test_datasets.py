@@ -1,4 +1,5 @@
 """Dataset loaders on small fixtures written in each release's real on-disk format."""
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from piu_engine.core.config import DatasetConfig
 from piu_engine.common.errors import DatasetError
+from piu_engine.core.config import DatasetConfig
 from piu_engine.core.data import imageio, load_dataset
 from piu_engine.core.data.check import find_problems, format_problems, phash
 from piu_engine.core.data.identity_split import assign_identity_splits
@@ -46,22 +46,37 @@ def cfg(kind: str, root: Path, **kw) -> DatasetConfig:
 
 MUFAC_ROWS = {
     # csv, image folder, with leading index column, rows (family, person, class, file)
-    "train": ("custom_train_dataset.csv", "train_images", True, [
-        ("F0001", "D", "a", "F0001_AGE_D_18_a1.jpg"),
-        ("F0001", "D", "c", "F0001_AGE_D_18_c1.jpg"),
-        ("F0001", "F", "e", "F0001_AGE_F_45_e1.jpg"),
-        ("F0002", "D", "b", "F0002_AGE_D_12_b1.jpg"),
-        ("F0002", "GM", "h", "F0002_AGE_GM_77_h1.jpg"),
-        ("F0002", "GM", "g", "F0002_AGE_GM_77_g2.jpg"),
-    ]),
-    "val": ("custom_val_dataset.csv", "val_images", False, [
-        ("F0801", "S", "d", "F0801_AGE_S_25_d1.jpg"),
-        ("F0801", "M", "f", "F0801_AGE_M_50_f1.jpg"),
-    ]),
-    "test": ("custom_test_dataset.csv", "test_images", False, [
-        ("F0851", "S2", "a", "F0851_AGE_S2_5_a1.jpg"),
-        ("F0851", "F", "e", "F0851_AGE_F_40_e1.jpg"),
-    ]),
+    "train": (
+        "custom_train_dataset.csv",
+        "train_images",
+        True,
+        [
+            ("F0001", "D", "a", "F0001_AGE_D_18_a1.jpg"),
+            ("F0001", "D", "c", "F0001_AGE_D_18_c1.jpg"),
+            ("F0001", "F", "e", "F0001_AGE_F_45_e1.jpg"),
+            ("F0002", "D", "b", "F0002_AGE_D_12_b1.jpg"),
+            ("F0002", "GM", "h", "F0002_AGE_GM_77_h1.jpg"),
+            ("F0002", "GM", "g", "F0002_AGE_GM_77_g2.jpg"),
+        ],
+    ),
+    "val": (
+        "custom_val_dataset.csv",
+        "val_images",
+        False,
+        [
+            ("F0801", "S", "d", "F0801_AGE_S_25_d1.jpg"),
+            ("F0801", "M", "f", "F0801_AGE_M_50_f1.jpg"),
+        ],
+    ),
+    "test": (
+        "custom_test_dataset.csv",
+        "test_images",
+        False,
+        [
+            ("F0851", "S2", "a", "F0851_AGE_S2_5_a1.jpg"),
+            ("F0851", "F", "e", "F0851_AGE_F_40_e1.jpg"),
+        ],
+    ),
 }
 
 
@@ -69,7 +84,9 @@ MUFAC_ROWS = {
 def mufac_root(tmp_path: Path) -> Path:
     root = tmp_path / "custom_korean_family_dataset_resolution_128"
     for csv_name, folder, indexed, rows in MUFAC_ROWS.values():
-        lines = [(",family_id,person_id,age_class,image_path" if indexed else "family_id,person_id,age_class,image_path")]
+        lines = [
+            (",family_id,person_id,age_class,image_path" if indexed else "family_id,person_id,age_class,image_path")
+        ]
         for i, (fam, person, cls, name) in enumerate(rows):
             lines.append((f"{i}," if indexed else "") + f"{fam}, {person}, {cls}, {name}")
             noise_rgb(root / folder / name)
@@ -119,8 +136,14 @@ def test_mufac_missing_image_is_named(mufac_root: Path, tmp_path: Path) -> None:
 
 # image number -> (identity id, male, smiling, young)
 MUCAC_IMAGES = {
-    0: (5, 1, 0, 1), 1: (5, 0, 1, 1), 2: (200, 1, 1, 0), 3: (1249, 0, 0, 0),
-    4: (1250, 1, 0, 1), 5: (4854, 0, 1, 0), 6: (4855, 1, 1, 1), 7: (6000, 0, 0, 1),
+    0: (5, 1, 0, 1),
+    1: (5, 0, 1, 1),
+    2: (200, 1, 1, 0),
+    3: (1249, 0, 0, 0),
+    4: (1250, 1, 0, 1),
+    5: (4854, 0, 1, 0),
+    6: (4855, 1, 1, 1),
+    7: (6000, 0, 0, 1),
 }
 
 
@@ -187,7 +210,7 @@ def test_jaffe_subjects_expressions_and_subject_split(jaffe_root: Path, tmp_path
     # grayscale replicated into three equal channels
     assert torch.equal(ds.images[:, 0], ds.images[:, 1]) and torch.equal(ds.images[:, 1], ds.images[:, 2])
     codes = ["AN", "DI", "FE", "HA", "NE", "SA", "SU"]
-    for src, subject, label in zip(ds.sources, ds.identities, ds.labels.tolist()):
+    for src, subject, label in zip(ds.sources, ds.identities, ds.labels.tolist(), strict=True):
         name = Path(src).name
         assert subject == name[:2] and codes[label] == name[3:5]
     for person in set(ds.identities):
@@ -298,20 +321,27 @@ def test_assign_identity_splits_is_deterministic() -> None:
 def tiny_dataset(images: torch.Tensor, identities, splits) -> FaceDataset:
     n = len(images)
     return FaceDataset(
-        name="t", task=Task.MULTICLASS, images=images, labels=torch.zeros(n, dtype=torch.int64),
-        identities=np.asarray(identities, dtype=object), splits=np.asarray(splits, dtype=object),
-        sources=[f"img{i}" for i in range(n)], label_names=["only"],
+        name="t",
+        task=Task.MULTICLASS,
+        images=images,
+        labels=torch.zeros(n, dtype=torch.int64),
+        identities=np.asarray(identities, dtype=object),
+        splits=np.asarray(splits, dtype=object),
+        sources=[f"img{i}" for i in range(n)],
+        label_names=["only"],
     )
 
 
 def test_check_exact_near_and_identity_overlap() -> None:
     gen = torch.Generator().manual_seed(0)
     smooth = torch.nn.functional.interpolate(
-        torch.randint(0, 256, (5, 3, 4, 4), generator=gen).float(), size=(32, 32), mode="bilinear")
+        torch.randint(0, 256, (5, 3, 4, 4), generator=gen).float(), size=(32, 32), mode="bilinear"
+    )
     images = smooth.clamp(20, 230).to(torch.uint8)
     images = torch.cat([images, images[:1], (images[1:2].int() + 4).to(torch.uint8)])  # 5 = exact of 0, 6 = near of 1
-    ds = tiny_dataset(images, ["a", "b", "c", "d", "a", "x", "y"],
-                      ["train", "train", "test", "unseen", "test", "unseen", "test"])
+    ds = tiny_dataset(
+        images, ["a", "b", "c", "d", "a", "x", "y"], ["train", "train", "test", "unseen", "test", "unseen", "test"]
+    )
     hashes = phash(ds.images)
     assert hashes.dtype == np.uint64 and len(set(hashes[:5].tolist())) == 5
     d = find_problems(ds)

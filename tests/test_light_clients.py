@@ -6,6 +6,7 @@ client; none of them may need PyTorch, torchvision, scikit-learn or Ray.
 Each runs here in a fresh interpreter in which importing any of those
 raises, against a real workspace and state database.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,13 @@ def workspace(tmp_path, monkeypatch):
 
 
 def piu(env, config: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "piu_engine.cli", "--config", str(config), *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "piu_engine.cli", "--config", str(config), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_read_and_control_commands_need_no_ml_stack(workspace, no_ml_env):

@@ -1,8 +1,8 @@
 """The benchmark's metrics behave as REFERENCE section 3 defines them."""
+
 import numpy as np
 import pytest
 import torch
-
 from piu_engine.core.metrics import forgetting_score, mia, nomus, threshold_mia
 
 

@@ -6,11 +6,12 @@ and always stopped at teardown. Runs reserve ``num_gpus = 0`` plus
 ``GPU_fake``, so scheduling on a custom resource is exercised too. The rest of
 the suite keeps the local executor.
 """
+
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -22,11 +23,23 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from test_service_daemon import (  # noqa: E402 - shared daemon helpers and fixtures
-    PIU, daemon_up, daemons, done_or_failed, drop, job, job_state, manifest, piu, reader, trained_ws, wait_for, ws,
-)
-
 from piu_engine.service.executors.ray_cluster import RayExecutor, classify  # noqa: E402
+
+from test_service_daemon import (  # noqa: E402 - shared daemon helpers and fixtures
+    PIU,
+    daemon_up,
+    daemons,
+    done_or_failed,
+    drop,
+    job,
+    job_state,
+    manifest,
+    piu,
+    reader,
+    trained_ws,
+    wait_for,
+    ws,
+)
 
 pytestmark = pytest.mark.timeout(300)
 RAY = str(Path(sys.executable).parent / "ray")
@@ -49,9 +62,19 @@ def ray_env() -> dict[str, str]:
 def ray_cluster():
     port = free_port()
     temp = tempfile.mkdtemp(prefix="piuray-", dir="/tmp")  # short: Ray's socket paths have a length limit
-    cmd = [RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0",
-           '--resources={"GPU_fake": 1}', "--include-dashboard=false", "--disable-usage-stats",
-           f"--temp-dir={temp}"]
+    cmd = [
+        RAY,
+        "start",
+        "--head",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=2",
+        "--num-gpus=0",
+        '--resources={"GPU_fake": 1}',
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--temp-dir={temp}",
+    ]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ray_env())
         assert r.returncode == 0, r.stdout + r.stderr
@@ -88,10 +111,9 @@ def test_failures_of_a_ray_run_map_to_what_the_daemon_does():
 
 def test_losing_the_cluster_fails_running_runs_and_keeps_the_queue(monkeypatch):
     import ray.exceptions as rex
-
     from piu_engine.service.executors import ray_cluster as ray_executor
-    from piu_engine.service.executors.settings import ExecutorConfig
     from piu_engine.service.executors.base import RunTask
+    from piu_engine.service.executors.settings import ExecutorConfig
 
     class DeadCluster:
         def get(self, *a, **k):
@@ -124,8 +146,13 @@ def test_shared_path_maps_workspace_paths_for_the_workers(tmp_path):
 
 def test_unreachable_cluster_at_start_up_is_a_clear_error(ws):
     use_ray(ws, f"127.0.0.1:{free_port()}")  # nothing listens there
-    r = subprocess.run([*PIU, "--config", str(ws / "config.toml"), "daemon"], capture_output=True, text=True,
-                       timeout=120, env=ray_env())
+    r = subprocess.run(
+        [*PIU, "--config", str(ws / "config.toml"), "daemon"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ray_env(),
+    )
     assert r.returncode == 69, r.stdout + r.stderr  # EX_UNAVAILABLE: systemd retries later
     assert "cannot reach the Ray cluster at 127.0.0.1:" in r.stderr
     assert "Traceback" not in r.stderr
@@ -210,9 +237,22 @@ def raylet_pids(marker: str) -> list[int]:
 
 def test_a_worker_node_lost_mid_run_requeues_the_job(ws, daemons, ray_cluster):
     env = ray_env()
-    r = subprocess.run([RAY, "start", f"--address={ray_cluster}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                        "--num-gpus=0", '--resources={"piu_victim": 1}', "--disable-usage-stats"],
-                       capture_output=True, text=True, timeout=120, env=env)
+    r = subprocess.run(
+        [
+            RAY,
+            "start",
+            f"--address={ray_cluster}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            "--num-gpus=0",
+            '--resources={"piu_victim": 1}',
+            "--disable-usage-stats",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     victims = raylet_pids("piu_victim")
     assert victims, "the worker node's raylet was not found"

@@ -1,10 +1,9 @@
 """Splits are by person: no identity leaks across forget/retain/test/unseen,
 and PIU-FR's unseen partition keeps its two parts apart."""
+
 import numpy as np
 import pytest
-
-from piu_engine.core.data.splits import (SplitError, choose_forget_identities, label_matched_partners,
-                                    make_splits)
+from piu_engine.core.data.splits import SplitError, choose_forget_identities, label_matched_partners, make_splits
 from piu_engine.core.data.synthetic import generate
 
 
@@ -23,7 +22,7 @@ def test_identity_level_splits_never_leak(ds):
     parts = {name: ids(ds, getattr(s, name)) for name in ("forget", "retain", "test", "unseen_unlearn", "unseen_eval")}
     names = list(parts)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             assert not parts[a] & parts[b], f"{a} and {b} share identities"
     assert parts["forget"] == set(forget_ids)
     # forget holds *all* training images of those people

@@ -1,4 +1,5 @@
 """``piu bench``: the main job. Runs the benchmark and prints the table."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,12 +8,20 @@ import sys
 from pathlib import Path
 
 from piu_engine.common.errors import ConfigError
-from piu_engine.core.config import load_config
 from piu_engine.common.events import ProgressEvent
+from piu_engine.core.config import load_config
 
-COLUMNS = [("method", "method"), ("seed", "seed"), ("test_acc", "test acc"), ("forget_acc", "forget acc"),
-           ("mia", "MIA"), ("forgetting_score", "FS"), ("nomus", "NoMUS"), ("seconds", "seconds"),
-           ("speedup_vs_retrain", "× faster than retrain")]
+COLUMNS = [
+    ("method", "method"),
+    ("seed", "seed"),
+    ("test_acc", "test acc"),
+    ("forget_acc", "forget acc"),
+    ("mia", "MIA"),
+    ("forgetting_score", "FS"),
+    ("nomus", "NoMUS"),
+    ("seconds", "seconds"),
+    ("speedup_vs_retrain", "× faster than retrain"),
+]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,9 +64,16 @@ class ProgressView:
     def __init__(self, console, enabled: bool):
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(TextColumn("{task.description:<22}"), BarColumn(),
-                                 TextColumn("{task.percentage:>3.0f}%"), TextColumn("{task.fields[loss]}"),
-                                 TimeElapsedColumn(), console=console, transient=True, disable=not enabled)
+        self.progress = Progress(
+            TextColumn("{task.description:<22}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[loss]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not enabled,
+        )
         self.tasks: dict[str, int] = {}
 
     def __call__(self, ev: ProgressEvent) -> None:
@@ -66,8 +82,7 @@ class ProgressView:
                 self.progress.remove_task(task_id)
             self.tasks = {ev.phase: self.progress.add_task(ev.phase, total=1.0, loss="")}
         loss = f"loss {ev.loss:.3f}" if ev.loss is not None else ""
-        self.progress.update(self.tasks[ev.phase], completed=1.0 if ev.message == "done" else ev.fraction,
-                             loss=loss)
+        self.progress.update(self.tasks[ev.phase], completed=1.0 if ev.message == "done" else ev.fraction, loss=loss)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,8 +110,10 @@ def run(args: argparse.Namespace) -> int:
     def on_row(row: dict) -> None:
         done.append(row)
         if not args.quiet:
-            console.log(f"{row['method']:<18} seed {row['seed']}  test acc {fmt(row['test_acc'], '')}  "
-                        f"MIA {fmt(row['mia'], '')}  NoMUS {fmt(row['nomus'], '')}  {fmt(row['seconds'], 'seconds')} s")
+            console.log(
+                f"{row['method']:<18} seed {row['seed']}  test acc {fmt(row['test_acc'], '')}  "
+                f"MIA {fmt(row['mia'], '')}  NoMUS {fmt(row['nomus'], '')}  {fmt(row['seconds'], 'seconds')} s"
+            )
 
     with view.progress:
         result = run_bench(cfg, dataset, preset, methods, seeds, on_event=view, on_row=on_row)

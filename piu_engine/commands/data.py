@@ -3,6 +3,7 @@
 NAME is a dataset configured in config.toml, or, when no such name is
 configured, a loader kind used with --root for a quick look at a folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,12 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--dataset", required=True, metavar="NAME",
-                       help=f"configured dataset name, or a loader kind ({', '.join(DATASET_KINDS)}) with --root")
+        p.add_argument(
+            "--dataset",
+            required=True,
+            metavar="NAME",
+            help=f"configured dataset name, or a loader kind ({', '.join(DATASET_KINDS)}) with --root",
+        )
         p.add_argument("--root", default=None, metavar="PATH", help="dataset folder (overrides the configured root)")
         p.add_argument("--preset", default=None, help="size preset for image_size = 0 (default: bench.preset)")
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -40,8 +45,13 @@ def register(subparsers) -> None:
 
     check_p = sub.add_parser("check", help="find duplicate photos and people or files in two splits; exit 1 if any")
     common(check_p)
-    check_p.add_argument("--phash-threshold", type=_bits, default=None, metavar="BITS",
-                         help="max pHash Hamming distance for near-duplicates (default 4)")
+    check_p.add_argument(
+        "--phash-threshold",
+        type=_bits,
+        default=None,
+        metavar="BITS",
+        help="max pHash Hamming distance for near-duplicates (default 4)",
+    )
     check_p.set_defaults(func=run_check)
 
 
@@ -58,7 +68,8 @@ def dataset_config(cfg: Config, name: str, root: str | None) -> DatasetConfig:
         return DatasetConfig(kind=name, root=str(Path(os.path.expanduser(root)).absolute()) if root else "")
     configured = ", ".join(sorted(cfg.datasets)) or "none"
     raise ConfigError(
-        f"unknown dataset {name!r}; configured datasets: {configured}; or use a kind ({', '.join(DATASET_KINDS)}) with --root"
+        f"unknown dataset {name!r}; configured datasets: {configured}; "
+        f"or use a kind ({', '.join(DATASET_KINDS)}) with --root"
     )
 
 

@@ -4,6 +4,7 @@
 ``piu submit``, ``piu daemon``, ``piu batch``, ``piu status``,
 ``piu jobs show``, ``piu cancel``, ``piu retry``, ``piu identities``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,10 @@ def _check_no_model(client, dataset: str) -> None:
     with client.reader() as reader:
         cur = reader.current_version(dataset) if reader else None
     if cur is not None:
-        raise _cmd_error(f"dataset {dataset!r} already has models (current version {cur.version}); "
-                         f"version 0 is registered once per dataset")
+        raise _cmd_error(
+            f"dataset {dataset!r} already has models (current version {cur.version}); "
+            f"version 0 is registered once per dataset"
+        )
 
 
 @_client_errors
@@ -152,8 +155,10 @@ def cmd_model_list(args) -> int:
     print(f"{'dataset':<12} {'ver':>4} {'parent':>6} {'source':<7} {'forgotten':>9}  {'created':<19}  sha256")
     for r in rows:
         mark = " *" if r.current else (" (file pruned)" if r.pruned else "")
-        print(f"{r.dataset:<12} {r.version:>4} {'-' if r.parent is None else r.parent:>6} {r.source:<7} "
-              f"{len(r.forgotten):>9}  {_when(r.created_at):<19}  {r.sha256[:16]}{mark}")
+        print(
+            f"{r.dataset:<12} {r.version:>4} {'-' if r.parent is None else r.parent:>6} {r.source:<7} "
+            f"{len(r.forgotten):>9}  {_when(r.created_at):<19}  {r.sha256[:16]}{mark}"
+        )
     print("* = current")
     return 0
 
@@ -162,15 +167,23 @@ def cmd_model_list(args) -> int:
 def cmd_validate(args) -> int:
     manifest, problems = _client(args).check_file(Path(args.file))
     if args.json:
-        _print_json({"file": args.file, "valid": not problems, "problems": problems,
-                     "manifest": manifest.to_dict() if manifest else None})
+        _print_json(
+            {
+                "file": args.file,
+                "valid": not problems,
+                "problems": problems,
+                "manifest": manifest.to_dict() if manifest else None,
+            }
+        )
     elif problems:
         print(f"{args.file}: INVALID")
         for p in problems:
             print(f"  - {p}")
     else:
-        print(f"{args.file}: valid; request_id {manifest.request_id}, {len(manifest.identities)} identities, "
-              f"dataset {manifest.dataset}, method {manifest.method}")
+        print(
+            f"{args.file}: valid; request_id {manifest.request_id}, {len(manifest.identities)} identities, "
+            f"dataset {manifest.dataset}, method {manifest.method}"
+        )
     return 0 if not problems else 1
 
 
@@ -214,9 +227,15 @@ def _job_line(j) -> str:
     mia = f"mia {m['mia']:.3f}" if isinstance(m.get("mia"), (int, float)) else ""
     acc = f"acc {m['test_acc']:.3f}" if isinstance(m.get("test_acc"), (int, float)) else ""
     ver = f"v{j.version}" if j.version is not None else ""
-    err = (j.error or "").splitlines()[0][:70] if j.state in (JobState.FAILED, JobState.REJECTED, JobState.CANCELLED) and j.error else ""
-    return (f"{j.id[:30]:<30} {j.state:<9} {len(j.identities):>4} {j.method or '-':<10} {ver:>5} "
-            f"{acc:<10} {mia:<10} {j.gate or '-':<9} {prog}{err}")
+    err = (
+        (j.error or "").splitlines()[0][:70]
+        if j.state in (JobState.FAILED, JobState.REJECTED, JobState.CANCELLED) and j.error
+        else ""
+    )
+    return (
+        f"{j.id[:30]:<30} {j.state:<9} {len(j.identities):>4} {j.method or '-':<10} {ver:>5} "
+        f"{acc:<10} {mia:<10} {j.gate or '-':<9} {prog}{err}"
+    )
 
 
 def cmd_status(args) -> int:
@@ -230,13 +249,17 @@ def cmd_status(args) -> int:
         return 0
     hb, models, counts, jobs = status.heartbeat, status.models, status.counts, status.jobs
     if args.json:
-        _print_json({
-            "daemon": None if hb is None else dict(hb.__dict__, alive=hb.alive()),
-            "models": [{"dataset": v.dataset, "version": v.version, "sha256": v.sha256,
-                        "forgotten": len(v.forgotten)} for v in models],
-            "counts": counts,
-            "jobs": [j.summary() for j in jobs],
-        })
+        _print_json(
+            {
+                "daemon": None if hb is None else dict(hb.__dict__, alive=hb.alive()),
+                "models": [
+                    {"dataset": v.dataset, "version": v.version, "sha256": v.sha256, "forgotten": len(v.forgotten)}
+                    for v in models
+                ],
+                "counts": counts,
+                "jobs": [j.summary() for j in jobs],
+            }
+        )
         return 0
     if hb is None:
         print("service: never started")
@@ -244,14 +267,20 @@ def cmd_status(args) -> int:
         alive = "running" if hb.alive() else f"not running (last seen {_when(hb.updated_at)})"
         print(f"service: {alive}; piu {hb.mode} pid {hb.pid} on {hb.host}, device {hb.device}")
     for v in models:
-        print(f"model: {v.dataset} version {v.version} ({len(v.forgotten)} identities forgotten), "
-              f"sha256 {v.sha256[:16]}")
+        print(
+            f"model: {v.dataset} version {v.version} ({len(v.forgotten)} identities forgotten), sha256 {v.sha256[:16]}"
+        )
     print("jobs: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n) or "none"))
-    shown = jobs if args.all else [j for j in jobs if j.state in ACTIVE_STATES] + \
-        [j for j in jobs if j.state not in ACTIVE_STATES][-20:]
+    shown = (
+        jobs
+        if args.all
+        else [j for j in jobs if j.state in ACTIVE_STATES] + [j for j in jobs if j.state not in ACTIVE_STATES][-20:]
+    )
     if shown:
-        print(f"\n{'id':<30} {'state':<9} {'ids':>4} {'method':<10} {'model':>5} {'test':<10} {'MIA':<10} "
-              f"{'gate':<9} progress")
+        print(
+            f"\n{'id':<30} {'state':<9} {'ids':>4} {'method':<10} {'model':>5} {'test':<10} {'MIA':<10} "
+            f"{'gate':<9} progress"
+        )
         for j in shown:
             print(_job_line(j))
     return 0
@@ -368,8 +397,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file")
     p.set_defaults(func=_private(cmd_submit))
 
-    for name, text in (("daemon", "run the forget-request service in the foreground (for systemd)"),
-                       ("batch", "process every pending request, then exit (0 = all succeeded; for cron)")):
+    for name, text in (
+        ("daemon", "run the forget-request service in the foreground (for systemd)"),
+        ("batch", "process every pending request, then exit (0 = all succeeded; for cron)"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--polling", action="store_true", help="poll jobs/ (network filesystems)")
         p.set_defaults(func=cmd_daemon)

@@ -3,14 +3,15 @@
 Textual is imported inside the command only: ``piu_engine`` (and so the
 daemon) never imports it at module import time.
 """
+
 from __future__ import annotations
 
 import argparse
 
 
 def cmd_tui(args) -> int:
-    from piu_engine.core.config import load_config
     from piu_engine.common.errors import CommandError
+    from piu_engine.core.config import load_config
     from piu_engine.service.workspace import Workspace
 
     if args.interval <= 0:
