@@ -104,6 +104,8 @@ class PiuFrParams:
     batch_size: int = 64
     alternate: bool = False  # s_b = +1, -1, +1, ... on the distillation term (the published recipe)
     forget_ascent: float = 0.5  # weight of -CE(forget): the NegGrad part
+    bounded_ascent: bool = True  # push CE(forget) up to the original's CE on never-seen people, no further
+    scale_lr_to_request: bool = True  # lr x min(1, forget images / batch_size): a few photos get a small step
     unseen_anchor: float = 1.0  # weight of KL(original(unseen) || model(unseen)) on the paired images
     train_layers: str = "layer4"  # all | layer3 (layer3, layer4, fc) | layer4 (layer4, fc)
     augment: bool = False  # train augmentation on the forget images (the published recipe uses it)
@@ -153,6 +155,7 @@ class PaperPiuFrParams(PiuFrParams):
     augment: bool = True
     freeze_bn: bool = False
     early_stop: bool = False
+    scale_lr_to_request: bool = False
 
 
 # --- retrain ---

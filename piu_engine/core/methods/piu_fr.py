@@ -170,6 +170,9 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
     slices = batch_slices(len(forget), p.batch_size)
     steps = len(slices)
     forget_y, unseen_y = data.labels.index_select(0, forget), data.labels.index_select(0, unseen)
+    # The ascent pushes a forget image's loss up to what the original gives never-seen
+    # people of the same labels, and no further: unbounded, one small batch diverges.
+    ceiling = task_loss(teacher_logits, unseen_y, data.task, reduction="none").float().mean()
     stopper = None
     if p.early_stop:
         stopper = EarlyStop(p, predictions_correct(teacher_logits, unseen_y, data.task), steps, ctx.seed)
@@ -179,9 +182,13 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
     check_every = max(1, steps // p.early_stop_checks)
     reached = None
 
+    # A request smaller than one batch gets the push per image a full batch gets, not a
+    # full-batch step on a few photos (which wrecks everyone else's accuracy).
+    lr = p.lr * min(1.0, len(forget) / p.batch_size) if p.scale_lr_to_request else p.lr
+
     def set_lr(taken: int) -> None:
         for group in opt.param_groups:
-            group["lr"] = p.lr * schedule.factor(taken)
+            group["lr"] = lr * schedule.factor(taken)
 
     def step(n: int) -> torch.Tensor:  # n: the step's number in its epoch, from 1
         sl = slices[n - 1]
@@ -192,7 +199,8 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
             forget_ce = task_loss(out, y, data.task, reduction="none")  # the ascent's and the rule's
             loss = sign * distill_kl(out, teacher_logits[sl], p.temperature, data.task)
             if p.forget_ascent:
-                loss = loss - p.forget_ascent * forget_ce.mean()
+                pushed = torch.minimum(forget_ce, ceiling) if p.bounded_ascent else forget_ce
+                loss = loss - p.forget_ascent * pushed.mean()
             if p.unseen_anchor:
                 yu = unseen_y[sl]
                 out_u = net(unseen_x(sl))
@@ -217,7 +225,7 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
         return None
 
     with trainable_only(model, TRAIN_LAYERS[p.train_layers]) as params:
-        opt = sgd(params, p.lr, p.momentum)
+        opt = sgd(params, lr, p.momentum)
         train_mode(model, p.freeze_bn)
         return train_steps(ph, model, opt, step, steps, before_step=set_lr, after_step=check_rule)
 
