@@ -1,0 +1,69 @@
+"""The reference pool's manifest: one small JSON file beside the models,
+rewritten atomically, that says what the pool is (size, seeds, who is in
+which model) and how far building got. Standard library only, so the service
+and the TUI can show a pool without loading the ML stack."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from piu_engine.common import jsonout
+from piu_engine.common.fsio import atomic_write_bytes
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = 1
+
+
+def manifest_path(pool_dir: Path) -> Path:
+    return Path(pool_dir) / MANIFEST_NAME
+
+
+def read_manifest(pool_dir: Path) -> dict[str, Any] | None:
+    """The manifest of the pool in ``pool_dir``, or None when there is none yet."""
+    path = manifest_path(pool_dir)
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    if data.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{path}: manifest format {data.get('format')!r}, expected {MANIFEST_FORMAT}")
+    return data
+
+
+def write_manifest(pool_dir: Path, data: dict[str, Any]) -> Path:
+    path = manifest_path(pool_dir)
+    atomic_write_bytes(path, (jsonout.dumps({**data, "format": MANIFEST_FORMAT}, indent=1) + "\n").encode())
+    return path
+
+
+def progress(data: dict[str, Any]) -> tuple[int, int]:
+    """(finished models, planned models) of a manifest."""
+    models = data.get("models", [])
+    return sum(1 for m in models if m.get("status") == "done"), len(models)
+
+
+def list_pools(cache_dir: Path, dataset: str | None = None) -> list[dict[str, Any]]:
+    """The reference pools in a cache folder, read from their manifests (no PyTorch)."""
+    out = []
+    for manifest in sorted(Path(cache_dir).glob(f"pools/*/{MANIFEST_NAME}")):
+        try:
+            data = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            continue
+        if dataset is None or data.get("dataset") == dataset:
+            models = data.get("models", [])
+            done = sum(1 for m in models if m.get("status") == "done")
+            out.append(
+                {
+                    "dataset": data.get("dataset"),
+                    "preset": data.get("preset"),
+                    "k": data.get("k"),
+                    "seed": data.get("seed"),
+                    "done": done,
+                    "created": data.get("created"),
+                    "completed": data.get("completed"),
+                    "path": str(manifest.parent),
+                }
+            )
+    return out
