@@ -11,6 +11,7 @@ import sys
 from piu_engine.common.errors import CommandError, ConfigError, DatasetError
 
 COMMAND_MODULES = (
+    "piu_engine.commands.audit",
     "piu_engine.commands.bench",
     "piu_engine.commands.data",
     "piu_engine.commands.service",

@@ -1,14 +1,15 @@
 """Service building blocks without a daemon: manifests, gate, spool, state, registry, reports."""
+
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 import time
 from pathlib import Path
 
 import pytest
-
 from piu_engine.common.errors import ConfigError
 from piu_engine.core.config import parse
 from piu_engine.core.request import Metrics
@@ -56,36 +57,51 @@ def test_service_section_defaults_and_errors():
 def test_good_manifest_is_normalised(cfg):
     m = check({"dataset": "synthetic", "identities": ["person-0001"], "requested_by": "DPO"}, cfg)
     assert m.method == "piu-fr" and m.compare == () and m.priority == 0
-    assert m.request_id == derive_request_id({"dataset": "synthetic", "identities": ["person-0001"],
-                                              "requested_by": "DPO"})
+    assert m.request_id == derive_request_id(
+        {"dataset": "synthetic", "identities": ["person-0001"], "requested_by": "DPO"}
+    )
     assert m.id_derived
-    m2 = check({"request_id": "r-1", "dataset": "synthetic", "identities": ["person-0001"],
-                "method": "piu-fr", "params": {"epochs": 1}, "compare": ["retrain", "scrub"]}, cfg)
+    m2 = check(
+        {
+            "request_id": "r-1",
+            "dataset": "synthetic",
+            "identities": ["person-0001"],
+            "method": "piu-fr",
+            "params": {"epochs": 1},
+            "compare": ["retrain", "scrub"],
+        },
+        cfg,
+    )
     assert m2.request_id == "r-1" and m2.params == {"epochs": 1} and m2.compare == ("retrain", "scrub")
 
 
-@pytest.mark.parametrize("doc, expected", [
-    ([1, 2], "expected a JSON object"),
-    ({"identities": ["person-0001"]}, "missing field: 'dataset'"),
-    ({"dataset": "synthetic"}, "missing field: 'identities'"),
-    ({"dataset": 3, "identities": ["person-0001"]}, "dataset: 3 is not of type 'string'"),
-    ({"dataset": "synthetic", "identities": "person-0001"}, "identities: 'person-0001' is not of type 'array'"),
-    ({"dataset": "synthetic", "identities": []}, "identities: [] should be non-empty"),
-    ({"dataset": "synthetic", "identities": ["person-0001"], "priority": "high"}, "priority"),
-    ({"dataset": "synthetic", "identities": ["person-0001"], "colour": "red"}, "unknown field"),
-    ({"dataset": "nope", "identities": ["person-0001"]}, "unknown dataset 'nope'"),
-    ({"dataset": "synthetic", "identities": ["person-0001", "mallory", "trudy"]},
-     "2 not among the training identities of 'synthetic': 'mallory', 'trudy'"),
-    ({"dataset": "synthetic", "identities": IDS[:7]}, "asks to forget 7 of 24 training identities"),
-    ({"dataset": "synthetic", "identities": ["person-0001"], "method": "magic"}, "unknown method 'magic'"),
-    ({"dataset": "synthetic", "identities": ["person-0001"], "params": {"warp": 9}}, "warp"),
-    ({"dataset": "synthetic", "identities": ["person-0001"], "compare": ["voodoo"]}, "voodoo"),
-    ({"dataset": "synthetic", "identities": ["../../etc/passwd"]}, "looks like a path"),
-    ({"dataset": "synthetic", "identities": ["person-0001"], "method": "/bin/sh"}, "looks like a path"),
-    ({"request_id": "../x", "dataset": "synthetic", "identities": ["person-0001"]}, "request_id"),
-    ({"request_id": "..", "dataset": "synthetic", "identities": ["person-0001"]}, "request_id"),
-    ({"dataset": "synthetic", "identities": ["person-\u00001"]}, "looks like a path"),
-])
+@pytest.mark.parametrize(
+    "doc, expected",
+    [
+        ([1, 2], "expected a JSON object"),
+        ({"identities": ["person-0001"]}, "missing field: 'dataset'"),
+        ({"dataset": "synthetic"}, "missing field: 'identities'"),
+        ({"dataset": 3, "identities": ["person-0001"]}, "dataset: 3 is not of type 'string'"),
+        ({"dataset": "synthetic", "identities": "person-0001"}, "identities: 'person-0001' is not of type 'array'"),
+        ({"dataset": "synthetic", "identities": []}, "identities: [] should be non-empty"),
+        ({"dataset": "synthetic", "identities": ["person-0001"], "priority": "high"}, "priority"),
+        ({"dataset": "synthetic", "identities": ["person-0001"], "colour": "red"}, "unknown field"),
+        ({"dataset": "nope", "identities": ["person-0001"]}, "unknown dataset 'nope'"),
+        (
+            {"dataset": "synthetic", "identities": ["person-0001", "mallory", "trudy"]},
+            "2 not among the training identities of 'synthetic': 'mallory', 'trudy'",
+        ),
+        ({"dataset": "synthetic", "identities": IDS[:7]}, "asks to forget 7 of 24 training identities"),
+        ({"dataset": "synthetic", "identities": ["person-0001"], "method": "magic"}, "unknown method 'magic'"),
+        ({"dataset": "synthetic", "identities": ["person-0001"], "params": {"warp": 9}}, "warp"),
+        ({"dataset": "synthetic", "identities": ["person-0001"], "compare": ["voodoo"]}, "voodoo"),
+        ({"dataset": "synthetic", "identities": ["../../etc/passwd"]}, "looks like a path"),
+        ({"dataset": "synthetic", "identities": ["person-0001"], "method": "/bin/sh"}, "looks like a path"),
+        ({"request_id": "../x", "dataset": "synthetic", "identities": ["person-0001"]}, "request_id"),
+        ({"request_id": "..", "dataset": "synthetic", "identities": ["person-0001"]}, "request_id"),
+        ({"dataset": "synthetic", "identities": ["person-\u00001"]}, "looks like a path"),
+    ],
+)
 def test_bad_manifests_name_what_is_wrong(cfg, doc, expected):
     assert expected in problems(doc, cfg)
 
@@ -130,8 +146,15 @@ def test_file_level_checks(tmp_path, cfg):
 
 # ---------------------------------------------------------------- gate
 def _metrics(mia, acc, n_forget=6, n_unseen=36, id_f=1, id_u=6, n_test=48):
-    return Metrics(mia=mia, test_acc=acc, n_forget=n_forget, n_unseen_eval=n_unseen,
-                   n_forget_identities=id_f, n_unseen_identities=id_u, n_test=n_test)
+    return Metrics(
+        mia=mia,
+        test_acc=acc,
+        n_forget=n_forget,
+        n_unseen_eval=n_unseen,
+        n_forget_identities=id_f,
+        n_unseen_identities=id_u,
+        n_test=n_test,
+    )
 
 
 def test_gate_never_fails_on_too_few_samples():
@@ -144,8 +167,9 @@ def test_gate_never_fails_on_too_few_samples():
 
 
 def test_gate_fails_with_the_numbers_when_samples_suffice():
-    g = GateConfig(mia_tolerance=0.05, max_test_acc_drop=0.02, min_mia_samples=50, min_mia_identities=10,
-                   min_test_samples=50)
+    g = GateConfig(
+        mia_tolerance=0.05, max_test_acc_drop=0.02, min_mia_samples=50, min_mia_identities=10, min_test_samples=50
+    )
     big = dict(n_forget=200, n_unseen=300, id_f=20, id_u=30, n_test=400)
     r = gate.evaluate(g, _metrics(0.6, 0.70, **big), _metrics(0.58, 0.60, **big))
     assert not r.passed and r.decision == "failed"
@@ -153,9 +177,35 @@ def test_gate_fails_with_the_numbers_when_samples_suffice():
     assert any("MIA 0.5800 outside 0.5 +- 0.05" in f for f in fails)
     assert any("test accuracy 0.6000 is below >= 0.6800" in f for f in fails)
     ok = gate.evaluate(g, _metrics(0.6, 0.70, **big), _metrics(0.52, 0.69, **big))
-    assert ok.passed and all(c.gated for c in ok.checks) and ok.decision == "passed"
+    gated = {c.name: c.gated for c in ok.checks}
+    assert ok.passed and gated == {"mia": True, "test_acc": True, "audit": False} and ok.decision == "passed"
+    assert "not audited: no reference pool" in ok.checks[-1].note
     off = gate.evaluate(GateConfig(enabled=False), _metrics(0.6, 0.7, **big), _metrics(0.9, 0.1, **big))
     assert off.passed and not off.enabled and off.decision == "not gated"
+
+
+def _audit(*verdicts: str) -> dict:
+    people = [
+        {"identity": f"person-{i:04d}", "verdict": v, "z": 3.0 if v != "indistinguishable" else 0.1}
+        for i, v in enumerate(verdicts)
+    ]
+    return {"pool": {"k": 16, "seed": 0}, "model": {"people": people}, "parent": {"people": people}}
+
+
+def test_gate_with_a_pool_passes_only_if_every_person_is_indistinguishable():
+    few = _metrics(0.5, 0.7)  # too few samples for the population MIA: the audit alone decides
+    ok = gate.evaluate(GateConfig(), few, few, _audit("indistinguishable", "indistinguishable"))
+    assert ok.passed and ok.decision == "passed"
+    assert "all 2 forgotten people indistinguishable" in ok.checks[-1].note
+    bad = gate.evaluate(GateConfig(), few, few, _audit("indistinguishable", "still recognisable"))
+    assert not bad.passed and bad.decision == "failed"
+    assert "person-0001 still recognisable (z +3.00)" in bad.failures()[0]
+    over = gate.evaluate(GateConfig(), few, few, _audit("conspicuously forgotten"))
+    assert not over.passed  # pushed below never-seen people is as recognisable as left above them
+    relaxed = GateConfig(audit_verdicts=("indistinguishable", "conspicuously forgotten"))
+    assert gate.evaluate(relaxed, few, few, _audit("conspicuously forgotten")).passed
+    err = gate.evaluate(GateConfig(), few, few, {"error": "too few never-seen people"})
+    assert err.decision == "not gated" and "not audited: too few never-seen people" in err.checks[-1].note
 
 
 def test_gate_missing_metrics_are_not_gated():
@@ -248,7 +298,7 @@ def test_state_store_and_read_only_reader(tmp_path, cfg):
         assert job.identities == ["person-0001"] and job.summary()["state"] == "queued"
         assert r.job("rejected-2").error == "not valid JSON"
         assert r.current_version("synthetic").version == 0
-        with pytest.raises(Exception):
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
             r.conn.execute("DELETE FROM jobs")  # read-only
     store.close()
 
@@ -298,9 +348,8 @@ def test_group_member_reads_the_state_after_the_daemon_stopped(cfg):
 
 
 def test_registry_cleanup_and_prune(tmp_path):
-    from piu_engine.core.checkpoint import save_checkpoint
     import torch
-
+    from piu_engine.core.checkpoint import save_checkpoint
     from piu_engine.service.registry import Registry
 
     store = StateStore(tmp_path / "s.db")
@@ -342,8 +391,6 @@ def test_service_modules_never_import_the_ui():
     import sys
 
     mods = ["piu_engine.service.daemon", "piu_engine.service.state", "piu_engine.commands.service"]
-    code = ("import sys, importlib\n"
-            f"for m in {mods!r}: importlib.import_module(m)\n"
-            "print('textual' in sys.modules)")
+    code = f"import sys, importlib\nfor m in {mods!r}: importlib.import_module(m)\nprint('textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -47,6 +47,9 @@ class FrozenClock:
     def time(self) -> float:  # stands in for the time module inside state.py
         return self.t
 
+    def monotonic(self) -> float:
+        return self.t
+
 
 @dataclass
 class StateFixture:

@@ -145,7 +145,11 @@ def cmd_model_import(args) -> int:
 
 
 def cmd_model_list(args) -> int:
-    rows = _client(args).versions(args.dataset)
+    from piu_engine.core.audit.manifest import list_pools
+
+    client = _client(args)
+    rows = client.versions(args.dataset)
+    found = list_pools(client.ws.cfg.resolve(client.ws.cfg.engine.cache_dir), args.dataset)
     if args.json:
         _print_json([r.__dict__ for r in rows])
         return 0
@@ -160,6 +164,11 @@ def cmd_model_list(args) -> int:
             f"{len(r.forgotten):>9}  {_when(r.created_at):<19}  {r.sha256[:16]}{mark}"
         )
     print("* = current")
+    for p in found:
+        state = f"built {p['completed']}" if p["completed"] else f"{p['done']} of {p['k']} models built so far"
+        print(f"reference pool: {p['dataset']} (preset {p['preset']}), {p['k']} models, pool seed {p['seed']}, {state}")
+    if rows and not found:
+        print("reference pool: none (build one with `piu audit pool` so every request gets a per-person audit)")
     return 0
 
 

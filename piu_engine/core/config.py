@@ -4,6 +4,7 @@ Every setting lives in the TOML file; this module turns it into frozen
 dataclasses and rejects unknown keys or wrong values with an error that names
 the key, so a typo never silently falls back to a default.
 """
+
 from __future__ import annotations
 
 import os
@@ -81,12 +82,37 @@ class DatasetConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """The per-person audit: a pool of reference models, each trained on a seeded
+    half of the training identities, and the false-positive rate of its test."""
+
+    models: int = 16  # reference models in the pool (each person is out of half of them)
+    seed: int = 0  # which halves; part of the pool's cache key
+    fpr: float = 0.05  # share of never-seen people the two-sided test may flag
+
+    def validate(self, key: str) -> None:
+        if not 2 <= self.models <= 256:
+            raise ConfigError(f"{key}.models: must be in [2, 256], got {self.models}")
+        if not 0.0 < self.fpr < 0.5:
+            raise ConfigError(f"{key}.fpr: must be in (0, 0.5), got {self.fpr}")
+
+
+@dataclass(frozen=True)
 class BenchConfig:
     dataset: str = "synthetic"
     preset: str = "default"
     methods: tuple[str, ...] = (
-        "retrain", "piu-fr", "piu-fr-paper", "finetune", "cf-k", "neggrad", "advanced-neggrad",
-        "neggrad-plus", "scrub", "random-label", "bad-teacher",
+        "retrain",
+        "piu-fr",
+        "piu-fr-paper",
+        "finetune",
+        "cf-k",
+        "neggrad",
+        "advanced-neggrad",
+        "neggrad-plus",
+        "scrub",
+        "random-label",
+        "bad-teacher",
     )
     seeds: int = 1
 
@@ -102,6 +128,7 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     datasets: dict[str, DatasetConfig] = field(default_factory=lambda: {"synthetic": DatasetConfig()})
     # Per-method hyperparameter overrides, checked against each method's parameters.
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -134,7 +161,7 @@ class Config:
 
 def parse(data: dict[str, Any], path: Path | None = None) -> Config:
     """Turn a parsed TOML document into a :class:`Config`."""
-    core = {"engine", "metrics", "bench", "datasets", "methods"}
+    core = {"engine", "metrics", "bench", "audit", "datasets", "methods"}
     unknown = sorted(set(data) - core - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown section (known: {', '.join(sorted(core | set(SECTIONS)))})")
@@ -149,6 +176,7 @@ def parse(data: dict[str, Any], path: Path | None = None) -> Config:
         engine=build(EngineConfig, data.get("engine", {}), "engine"),
         metrics=build(MetricsConfig, data.get("metrics", {}), "metrics"),
         bench=build(BenchConfig, data.get("bench", {}), "bench"),
+        audit=build(AuditConfig, data.get("audit", {}), "audit"),
         datasets=datasets,
         methods={k: dict(v) for k, v in methods_raw.items()},
         extra={name: build(cls, data.get(name, {}), name) for name, cls in SECTIONS.items()},

@@ -4,6 +4,7 @@ Both sides of the process boundary use them: the service builds a
 :class:`ForgetRequest`, the worker runs it (:mod:`piu_engine.core.forget`)
 and sends a :class:`ForgetOutcome` back.
 """
+
 from __future__ import annotations
 
 import math
@@ -73,7 +74,7 @@ class Metrics:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "Metrics":
+    def from_dict(cls, d: dict[str, Any] | None) -> Metrics:
         rest = dict(d or {})
         known = {}
         for f in fields(cls):
@@ -84,8 +85,11 @@ class Metrics:
 
     def to_dict(self) -> dict[str, Any]:
         """Every figure, an unmeasured one as None (null in JSON); counts and time when known."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)
-               if f.name in METRIC_NAMES or (f.name != "extra" and getattr(self, f.name) is not None)}
+        out = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name in METRIC_NAMES or (f.name != "extra" and getattr(self, f.name) is not None)
+        }
         return {**out, **self.extra}
 
 
@@ -99,21 +103,36 @@ class ForgetOutcome:
     seconds: float  # wall-clock of the unlearning method itself
     sha256: str  # of the written checkpoint
     method_params: dict[str, Any] = field(default_factory=dict)
+    # The per-person audit of the new model and of its parent against the reference pool
+    # ({"pool": ..., "model": AuditResult dict, "parent": AuditResult dict}); None: no pool.
+    audit: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"parent": self.parent.to_dict(), "model": self.model.to_dict(),
-                "baselines": {k: m.to_dict() for k, m in self.baselines.items()},
-                "per_group": {k: m.to_dict() for k, m in self.per_group.items()},
-                "counts": dict(self.counts), "seconds": self.seconds, "sha256": self.sha256,
-                "method_params": dict(self.method_params)}
+        return {
+            "audit": self.audit,
+            "parent": self.parent.to_dict(),
+            "model": self.model.to_dict(),
+            "baselines": {k: m.to_dict() for k, m in self.baselines.items()},
+            "per_group": {k: m.to_dict() for k, m in self.per_group.items()},
+            "counts": dict(self.counts),
+            "seconds": self.seconds,
+            "sha256": self.sha256,
+            "method_params": dict(self.method_params),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ForgetOutcome":
-        return cls(parent=Metrics.from_dict(d.get("parent")), model=Metrics.from_dict(d.get("model")),
-                   baselines={k: Metrics.from_dict(m) for k, m in (d.get("baselines") or {}).items()},
-                   per_group={k: Metrics.from_dict(m) for k, m in (d.get("per_group") or {}).items()},
-                   counts=dict(d.get("counts") or {}), seconds=float(d.get("seconds") or 0.0),
-                   sha256=str(d["sha256"]), method_params=dict(d.get("method_params") or {}))
+    def from_dict(cls, d: dict[str, Any]) -> ForgetOutcome:
+        return cls(
+            parent=Metrics.from_dict(d.get("parent")),
+            model=Metrics.from_dict(d.get("model")),
+            baselines={k: Metrics.from_dict(m) for k, m in (d.get("baselines") or {}).items()},
+            per_group={k: Metrics.from_dict(m) for k, m in (d.get("per_group") or {}).items()},
+            counts=dict(d.get("counts") or {}),
+            seconds=float(d.get("seconds") or 0.0),
+            sha256=str(d["sha256"]),
+            method_params=dict(d.get("method_params") or {}),
+            audit=d.get("audit"),
+        )
 
 
 @dataclass

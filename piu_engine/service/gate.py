@@ -17,6 +17,7 @@ least one check was gated and every gated check passed; with nothing gated
 it is ``not gated`` (the model is kept, and nobody reads that as a pass).
 The decision and every figure it rests on go into the job's report.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -53,14 +54,61 @@ class GateResult:
         return PASSED if any(c.gated for c in self.checks) else NOT_GATED
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "decision": self.decision, "enabled": self.enabled,
-                "checks": [asdict(c) for c in self.checks]}
+        return {
+            "passed": self.passed,
+            "decision": self.decision,
+            "enabled": self.enabled,
+            "checks": [asdict(c) for c in self.checks],
+        }
 
     def failures(self) -> list[str]:
         return [c.note for c in self.checks if c.gated and not c.passed]
 
 
-def evaluate(gate: GateConfig, parent: Metrics, model: Metrics) -> GateResult:
+def _audit_check(gate: GateConfig, audit: dict[str, Any] | None) -> Check:
+    """Each forgotten person's verdict against the reference pool, or why there is none."""
+    if not audit:
+        return Check(
+            "audit",
+            False,
+            True,
+            None,
+            "",
+            {},
+            "not audited: no reference pool for this dataset (build one with `piu audit pool`)",
+        )
+    if audit.get("error"):
+        return Check("audit", False, True, None, "", {}, f"not audited: {audit['error']}")
+    people = (audit.get("model") or {}).get("people") or []
+    allowed = set(gate.audit_verdicts)
+    bad = [f"{p['identity']} {p['verdict']} (z {p['z']:+.2f})" for p in people if p["verdict"] not in allowed]
+    pool = audit.get("pool") or {}
+    samples = {"people": len(people), "pool_models": pool.get("k")}
+    threshold = f"every person {' or '.join(sorted(allowed))}"
+    if bad:
+        return Check(
+            "audit",
+            True,
+            False,
+            len(bad) / max(1, len(people)),
+            threshold,
+            samples,
+            f"{len(bad)} of {len(people)} forgotten people not indistinguishable from never-seen people: "
+            + ", ".join(bad[:5])
+            + (" ..." if len(bad) > 5 else ""),
+        )
+    return Check(
+        "audit",
+        True,
+        True,
+        0.0,
+        threshold,
+        samples,
+        f"all {len(people)} forgotten people indistinguishable from never-seen people (pool of {pool.get('k')} models)",
+    )
+
+
+def evaluate(gate: GateConfig, parent: Metrics, model: Metrics, audit: dict[str, Any] | None = None) -> GateResult:
     checks: list[Check] = []
 
     # -- MIA -----------------------------------------------------------
@@ -72,41 +120,87 @@ def evaluate(gate: GateConfig, parent: Metrics, model: Metrics) -> GateResult:
         "unseen_identities": model.n_unseen_identities,
     }
     threshold = f"0.5 +- {gate.mia_tolerance}"
-    need = (f"needs >= {gate.min_mia_samples} images and >= {gate.min_mia_identities} identities on each side")
+    need = f"needs >= {gate.min_mia_samples} images and >= {gate.min_mia_identities} identities on each side"
     shown = ", ".join(f"{k}={v}" for k, v in samples.items())
     if mia is None:
         checks.append(Check("mia", False, True, None, threshold, samples, "not gated: MIA not available"))
-    elif (model.n_forget is None or model.n_unseen_eval is None or model.n_forget_identities is None
-          or model.n_unseen_identities is None):
-        checks.append(Check("mia", False, True, mia, threshold, samples,
-                            f"not gated: sample counts not reported ({shown})"))
-    elif (min(model.n_forget, model.n_unseen_eval) < gate.min_mia_samples
-          or min(model.n_forget_identities, model.n_unseen_identities) < gate.min_mia_identities):
-        checks.append(Check("mia", False, True, mia, threshold, samples,
-                            f"not gated: too few samples ({shown}; {need})"))
+    elif (
+        model.n_forget is None
+        or model.n_unseen_eval is None
+        or model.n_forget_identities is None
+        or model.n_unseen_identities is None
+    ):
+        checks.append(
+            Check("mia", False, True, mia, threshold, samples, f"not gated: sample counts not reported ({shown})")
+        )
+    elif (
+        min(model.n_forget, model.n_unseen_eval) < gate.min_mia_samples
+        or min(model.n_forget_identities, model.n_unseen_identities) < gate.min_mia_identities
+    ):
+        checks.append(
+            Check("mia", False, True, mia, threshold, samples, f"not gated: too few samples ({shown}; {need})")
+        )
     else:
         ok = abs(mia - 0.5) <= gate.mia_tolerance + 1e-12
-        checks.append(Check("mia", True, ok, mia, threshold, samples,
-                            f"MIA {mia:.4f} {'within' if ok else 'outside'} {threshold} ({shown})"))
+        checks.append(
+            Check(
+                "mia",
+                True,
+                ok,
+                mia,
+                threshold,
+                samples,
+                f"MIA {mia:.4f} {'within' if ok else 'outside'} {threshold} ({shown})",
+            )
+        )
 
     # -- test accuracy ---------------------------------------------------
     acc, parent_acc = model.test_acc, parent.test_acc
     n_test = model.n_test
     tsamples = {"test_images": n_test}
     if acc is None or parent_acc is None:
-        checks.append(Check("test_acc", False, True, acc, "", tsamples,
-                            "not gated: test accuracy of the new or the parent model not available"))
+        checks.append(
+            Check(
+                "test_acc",
+                False,
+                True,
+                acc,
+                "",
+                tsamples,
+                "not gated: test accuracy of the new or the parent model not available",
+            )
+        )
     else:
         floor = parent_acc - gate.max_test_acc_drop
         threshold = f">= {floor:.4f} (parent {parent_acc:.4f} - {gate.max_test_acc_drop})"
         if n_test is not None and n_test < gate.min_test_samples:
-            checks.append(Check("test_acc", False, True, acc, threshold, tsamples,
-                                f"not gated: too few samples (test_images={n_test}; needs >= {gate.min_test_samples})"))
+            checks.append(
+                Check(
+                    "test_acc",
+                    False,
+                    True,
+                    acc,
+                    threshold,
+                    tsamples,
+                    f"not gated: too few samples (test_images={n_test}; needs >= {gate.min_test_samples})",
+                )
+            )
         else:
             ok = acc >= floor - 1e-12
-            checks.append(Check("test_acc", True, ok, acc, threshold, tsamples,
-                                f"test accuracy {acc:.4f} {'meets' if ok else 'is below'} {threshold} "
-                                f"(test_images={n_test if n_test is not None else 'not reported'})"))
+            checks.append(
+                Check(
+                    "test_acc",
+                    True,
+                    ok,
+                    acc,
+                    threshold,
+                    tsamples,
+                    f"test accuracy {acc:.4f} {'meets' if ok else 'is below'} {threshold} "
+                    f"(test_images={n_test if n_test is not None else 'not reported'})",
+                )
+            )
+
+    checks.append(_audit_check(gate, audit))
 
     if not gate.enabled:
         for c in checks:

@@ -6,6 +6,7 @@ parent and of the new model with the number of samples each figure rests
 on, the gate's decision, baselines when asked, times, and the model version
 with its SHA-256.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,10 +32,20 @@ def _version(v: VersionRow | None) -> dict[str, Any] | None:
     return {"dataset": v.dataset, "version": v.version, "parent": v.parent, "sha256": v.sha256, "path": v.path}
 
 
-def build_report(job: JobRow, state: str, *, identities: list[dict[str, Any]], parent: VersionRow | None = None,
-                 new: VersionRow | None = None, outcome: dict[str, Any] | None = None,
-                 gate: dict[str, Any] | None = None, batch: dict[str, Any] | None = None,
-                 error: str | None = None, device: str = "", note: str = "") -> dict[str, Any]:
+def build_report(
+    job: JobRow,
+    state: str,
+    *,
+    identities: list[dict[str, Any]],
+    parent: VersionRow | None = None,
+    new: VersionRow | None = None,
+    outcome: dict[str, Any] | None = None,
+    gate: dict[str, Any] | None = None,
+    batch: dict[str, Any] | None = None,
+    error: str | None = None,
+    device: str = "",
+    note: str = "",
+) -> dict[str, Any]:
     outcome = outcome or {}
     finished = job.finished_at or time.time()
     return {
@@ -55,15 +66,20 @@ def build_report(job: JobRow, state: str, *, identities: list[dict[str, Any]], p
         "compare": job.compare,
         "batch": batch,
         "parent_model": dict(_version(parent) or {}, metrics=outcome.get("parent", parent.metrics if parent else {}))
-        if parent else None,
-        "new_model": dict(_version(new) or {}, metrics=outcome.get("model", {})) if new or outcome.get("model")
+        if parent
+        else None,
+        "new_model": dict(_version(new) or {}, metrics=outcome.get("model", {}))
+        if new or outcome.get("model")
         else None,
         "request_metrics": (outcome.get("per_group") or {}).get(job.id),
         "baselines": outcome.get("baselines") or {},
         "samples": outcome.get("counts") or {},
         "gate": gate,
-        "seconds": {"unlearning": outcome.get("seconds"),
-                    "total": None if job.started_at is None else round(finished - job.started_at, 3)},
+        "audit": outcome.get("audit"),
+        "seconds": {
+            "unlearning": outcome.get("seconds"),
+            "total": None if job.started_at is None else round(finished - job.started_at, 3),
+        },
         "attempts": job.attempts,
         "error": error,
         "note": note,
@@ -94,29 +110,91 @@ def _metrics_table(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
     lines = ["  " + " " * width + "  " + head + "   images forget/unseen/test, identities forget/unseen"]
     for name, m in rows:
         cells = "  ".join(f"{_fmt(m.get(k)):>{w}}" for k, w in zip(keys, widths))
-        n = (f"{_count(m, 'n_forget')}/{_count(m, 'n_unseen_eval')}/{_count(m, 'n_test')}, "
-             f"{_count(m, 'n_forget_identities')}/{_count(m, 'n_unseen_identities')}")
+        n = (
+            f"{_count(m, 'n_forget')}/{_count(m, 'n_unseen_eval')}/{_count(m, 'n_test')}, "
+            f"{_count(m, 'n_forget_identities')}/{_count(m, 'n_unseen_identities')}"
+        )
         lines.append(f"  {name:<{width}}  {cells}   {n}")
     return lines
 
 
+AUDIT_QUESTION = (
+    "Could someone holding the model tell whether this person was in its training data, "
+    "as well as they could for people it never saw?"
+)
+VERDICT_MEANING = {
+    "indistinguishable": "no: the model treats this person as it treats people it never saw",
+    "still recognisable": "yes: the model still knows this person better than never-seen people",
+    "conspicuously forgotten": "yes: the model knows this person markedly worse than never-seen people, "
+    "which gives them away too",
+}
+
+
+def _ci(ci: list | None) -> str:
+    return f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci and None not in ci else ""
+
+
+def _audit_lines(audit: dict[str, Any] | None) -> list[str]:
+    """The per-person audit in plain words: verdict, z and p for each person, before and after."""
+    if not audit:
+        return [
+            "",
+            "Per-person audit: not audited (no reference pool for this dataset; build one with "
+            "`piu audit pool`, then every later request is audited).",
+        ]
+    if audit.get("error"):
+        return ["", f"Per-person audit: not audited ({audit['error']})."]
+    pool, new, old = audit.get("pool") or {}, audit.get("model") or {}, audit.get("parent") or {}
+    before = {p["identity"]: p for p in old.get("people", [])}
+    out = [
+        "",
+        f"Per-person audit against {pool.get('k')} reference models (pool seed {pool.get('seed')}, "
+        f"built {pool.get('completed') or pool.get('created') or '?'}), "
+        f"two-sided at {100 * float(new.get('fpr') or 0):.0f}% false positives on never-seen people:",
+        f"  {AUDIT_QUESTION}",
+    ]
+    for p in new.get("people", []):
+        was = before.get(p["identity"])
+        prior = f"; before: {was['verdict']} (z {was['z']:+.2f})" if was else ""
+        out.append(
+            f"  - {p['identity']}: {p['verdict'].upper()} (z {p['z']:+.2f}, p {_fmt(p['p_value'])}, "
+            f"{p['photos']} photos){prior}"
+        )
+        out.append(f"      {VERDICT_MEANING.get(p['verdict'], '')}")
+    s = new.get("summary") or {}
+    if s:
+        out.append(
+            f"  Flagged {_fmt(s.get('flagged_fraction'))}{_ci(s.get('flagged_ci'))} of {s.get('n_people')} "
+            f"people; AUC against {s.get('n_never_seen')} never-seen people {_fmt(s.get('auc'))}"
+            f"{_ci(s.get('auc_ci'))} (0.5: indistinguishable)."
+        )
+    return out
+
+
 def render_text(r: dict[str, Any]) -> str:
     out = [f"PIU forget request {r['request_id']}: {r['state'].upper()}", "=" * 60, ""]
-    out += [f"Requested by : {r['requested_by'] or '(not given)'}",
-            f"Reason       : {r['reason'] or '(not given)'}",
-            f"Received     : {r['received_at']}",
-            f"Finished     : {r['finished_at']}",
-            f"Dataset      : {r['dataset']}",
-            f"Method       : {r['method']}  params {json.dumps(r['params'], sort_keys=True)}"]
+    out += [
+        f"Requested by : {r['requested_by'] or '(not given)'}",
+        f"Reason       : {r['reason'] or '(not given)'}",
+        f"Received     : {r['received_at']}",
+        f"Finished     : {r['finished_at']}",
+        f"Dataset      : {r['dataset']}",
+        f"Method       : {r['method']}  params {json.dumps(r['params'], sort_keys=True)}",
+    ]
     if r.get("compare"):
         out.append(f"Baselines    : {', '.join(r['compare'])}")
     out += ["", f"Identities ({len(r['identities'])}):"]
     for i in r["identities"]:
         where = f" in version {i['version']}" if i.get("version") is not None else ""
-        out.append(f"  - {i['identity']}: {i.get('images') if i.get('images') is not None else '?'} training images, "
-                   f"{i['status'].replace('_', ' ')}{where}")
+        out.append(
+            f"  - {i['identity']}: {i.get('images') if i.get('images') is not None else '?'} training images, "
+            f"{i['status'].replace('_', ' ')}{where}"
+        )
     if r.get("batch") and len(r["batch"].get("requests", [])) > 1:
-        out += ["", f"Run together with {len(r['batch']['requests']) - 1} other request(s) in batch {r['batch']['id']}."]
+        out += [
+            "",
+            f"Run together with {len(r['batch']['requests']) - 1} other request(s) in batch {r['batch']['id']}.",
+        ]
     pm, nm = r.get("parent_model"), r.get("new_model")
     rows = []
     if pm:
@@ -130,6 +208,7 @@ def render_text(r: dict[str, Any]) -> str:
     if rows:
         out += ["", "Metrics (MIA = membership inference on forget vs unseen evaluation images; 0.5 is ideal):"]
         out += _metrics_table(rows)
+    out += _audit_lines(r.get("audit"))
     samples = r.get("samples") or {}
     if samples:
         out += ["", "Run's splits: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in samples.items())]
@@ -138,18 +217,27 @@ def render_text(r: dict[str, Any]) -> str:
         decision = g.get("decision") or ("passed" if g["passed"] else "failed")
         out += ["", f"Acceptance gate: {decision.upper()}" + ("" if g.get("enabled", True) else " (disabled)")]
         if decision == "not gated":
-            out.append("  Nothing could be checked on this request's data (see each check below): the model "
-                       "was kept, but this is not a pass.")
+            out.append(
+                "  Nothing could be checked on this request's data (see each check below): the model "
+                "was kept, but this is not a pass."
+            )
         out += [f"  - {c['name']}: {c['note']}" for c in g.get("checks", [])]
     if nm and nm.get("version") is not None:
-        out += ["", f"New model    : {nm['dataset']} version {nm['version']} (parent {nm.get('parent')})",
-                f"File         : {nm.get('path')}", f"SHA-256      : {nm.get('sha256')}"]
+        out += [
+            "",
+            f"New model    : {nm['dataset']} version {nm['version']} (parent {nm.get('parent')})",
+            f"File         : {nm.get('path')}",
+            f"SHA-256      : {nm.get('sha256')}",
+        ]
     elif pm:
         out += ["", f"Model        : unchanged; current is still {pm['dataset']} version {pm['version']}"]
     s = r.get("seconds") or {}
-    out += ["", f"Time         : unlearning {_fmt(s.get('unlearning'))} s, total {_fmt(s.get('total'))} s, "
-                f"attempts {r.get('attempts')}", f"Host         : {r['host']}  device {r.get('device') or '-'}  "
-                                                 f"piu {r['piu_version']}"]
+    out += [
+        "",
+        f"Time         : unlearning {_fmt(s.get('unlearning'))} s, total {_fmt(s.get('total'))} s, "
+        f"attempts {r.get('attempts')}",
+        f"Host         : {r['host']}  device {r.get('device') or '-'}  piu {r['piu_version']}",
+    ]
     if r.get("note"):
         out += ["", r["note"]]
     if r.get("error"):
@@ -158,5 +246,8 @@ def render_text(r: dict[str, Any]) -> str:
 
 
 def report_files(report: dict[str, Any], manifest_json: str) -> dict[str, str]:
-    return {"report.json": jsonout.dumps(report, indent=2, sort_keys=True) + "\n", "report.txt": render_text(report),
-            "manifest.json": manifest_json}
+    return {
+        "report.json": jsonout.dumps(report, indent=2, sort_keys=True) + "\n",
+        "report.txt": render_text(report),
+        "manifest.json": manifest_json,
+    }

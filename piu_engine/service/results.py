@@ -7,6 +7,7 @@ forgotten people and the jobs' ``done`` state are written in one
 transaction. A run cut by a crash is re-queued (``attempts`` counts starts);
 one stopped by SIGTERM is re-queued uncharged.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,11 @@ class Results:
                     rt.store.end_batch(batch.id, "failed", str(exc))
                     for j in batch.job_ids:
                         if self._state(j) == JobState.RUNNING:
-                            rt.end(j, JobState.FAILED, f"the run finished but its model could not be registered: "
-                                                       f"{type(exc).__name__}: {exc}")
+                            rt.end(
+                                j,
+                                JobState.FAILED,
+                                f"the run finished but its model could not be registered: {type(exc).__name__}: {exc}",
+                            )
             elif msg.kind == "interrupted":
                 rt.store.end_batch(batch.id, "interrupted", "stopped at a step boundary (SIGTERM)")
                 self._requeue(batch.job_ids, charge=False)
@@ -62,8 +66,11 @@ class Results:
                 for job_id in batch.job_ids:
                     attempts = self._attempts(job_id)
                     if attempts >= limit:
-                        rt.end(job_id, JobState.FAILED, f"gave up after {attempts} attempt(s) "
-                                                        f"(service.max_attempts = {limit}): {msg.payload}")
+                        rt.end(
+                            job_id,
+                            JobState.FAILED,
+                            f"gave up after {attempts} attempt(s) (service.max_attempts = {limit}): {msg.payload}",
+                        )
                     else:
                         self._requeue([job_id], charge=True)
             else:  # error
@@ -84,8 +91,13 @@ class Results:
     def _requeue(self, job_ids: list[str], charge: bool) -> None:
         for j in job_ids:
             attempts = self._attempts(j)
-            self.rt.store.set_job(j, state=JobState.QUEUED, phase=None, progress=None,
-                                  attempts=attempts if charge else max(0, attempts - 1))
+            self.rt.store.set_job(
+                j,
+                state=JobState.QUEUED,
+                phase=None,
+                progress=None,
+                attempts=attempts if charge else max(0, attempts - 1),
+            )
 
     def _finish(self, batch: Batch, payload: dict[str, Any]) -> None:
         rt = self.rt
@@ -94,25 +106,38 @@ class Results:
         parent = store.version(batch.dataset, batch.parent_version)
         if parent is None:
             raise RuntimeError(f"{batch.dataset} version {batch.parent_version} is no longer registered")
-        result = gate_mod.evaluate(rt.settings.gate, outcome.parent, outcome.model)
+        result = gate_mod.evaluate(rt.settings.gate, outcome.parent, outcome.model, outcome.audit)
         all_ids = [i for g in batch.groups.values() for i in g]
-        common = {"batch": {"id": batch.id, "requests": batch.job_ids, "identities_total": len(set(all_ids))},
-                  "gate": result.to_dict(), "device": batch.device or rt.device_name}
+        common = {
+            "batch": {"id": batch.id, "requests": batch.job_ids, "identities_total": len(set(all_ids))},
+            "gate": result.to_dict(),
+            "device": batch.device or rt.device_name,
+        }
 
         def job_result(job_id: str) -> dict[str, Any]:
             own = outcome.per_group.get(batch.measured_as.get(job_id, job_id))
             o = dict(outcome.to_dict(), per_group={job_id: own.to_dict() if own else None})
             return dict(common, outcome=o)
 
-        fields = dict(metrics=outcome.model.to_dict(), parent_metrics=outcome.parent.to_dict(),
-                      seconds=outcome.seconds, phase=None, progress=1.0)
+        fields = dict(
+            metrics=outcome.model.to_dict(),
+            parent_metrics=outcome.parent.to_dict(),
+            seconds=outcome.seconds,
+            phase=None,
+            progress=1.0,
+        )
         if not result.passed:
             store.end_batch(batch.id, "failed", "acceptance gate failed")
             why = "; ".join(result.failures())
             for j in batch.job_ids:
-                rt.end(j, JobState.FAILED, f"acceptance gate failed: {why}; the current model is unchanged "
-                                           f"({batch.dataset} version {batch.parent_version})",
-                       result=job_result(j), **fields)
+                rt.end(
+                    j,
+                    JobState.FAILED,
+                    f"acceptance gate failed: {why}; the current model is unchanged "
+                    f"({batch.dataset} version {batch.parent_version})",
+                    result=job_result(j),
+                    **fields,
+                )
             return
         version = store.next_version(batch.dataset)
         rel = rt.registry.install(batch.staged, batch.dataset, version, outcome.sha256)
@@ -123,20 +148,44 @@ class Results:
                 who.setdefault(i, job_id)
         first = store.job(batch.job_ids[0])
         with store.tx():  # one transaction: version, current pointer, identities, jobs done
-            store.add_version(batch.dataset, version, parent.version, outcome.sha256, rel, "forget",
-                              first.method if first else None, batch.job_ids, forgotten, outcome.model.to_dict())
+            store.add_version(
+                batch.dataset,
+                version,
+                parent.version,
+                outcome.sha256,
+                rel,
+                "forget",
+                first.method if first else None,
+                batch.job_ids,
+                forgotten,
+                outcome.model.to_dict(),
+            )
             store.mark_forgotten(batch.dataset, who, version)
             for job_id, ids in batch.groups.items():
                 for i in ids:
                     store.set_identity_status(job_id, i, "forgotten", version)
-                store.set_job(job_id, state=JobState.DONE, error=None, finished_at=time.time(), version=version,
-                              sha256=outcome.sha256, result=job_result(job_id), **fields)
+                store.set_job(
+                    job_id,
+                    state=JobState.DONE,
+                    error=None,
+                    finished_at=time.time(),
+                    version=version,
+                    sha256=outcome.sha256,
+                    result=job_result(job_id),
+                    **fields,
+                )
             store.end_batch(batch.id, "done")
         for job_id in batch.job_ids:
             rt.ended[job_id] = JobState.DONE
             rt.ops.write_report(job_id)
-        log.info("run %s done: %s version %d (parent %d), %d request(s)", batch.id, batch.dataset, version,
-                 parent.version, len(batch.job_ids))
+        log.info(
+            "run %s done: %s version %d (parent %d), %d request(s)",
+            batch.id,
+            batch.dataset,
+            version,
+            parent.version,
+            len(batch.job_ids),
+        )
         keep = rt.settings.keep_versions
         for v in rt.registry.prune(store, batch.dataset, keep):
             log.info("pruned model file of %s version %d (service.keep_versions = %d)", batch.dataset, v, keep)

@@ -4,6 +4,7 @@ Every key has a default, so a config file without ``[service]`` gives a
 working service with its files beside the config file (``jobs/``,
 ``.piu/state``, ``.piu/models``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -22,12 +23,18 @@ class GateConfig:
     min_mia_samples: int = 50  # MIA is gated only with at least this many images on each side
     min_mia_identities: int = 10  # ... and at least this many identities on each side
     min_test_samples: int = 50  # test accuracy is gated only on at least this many test images
+    # with a reference pool: the per-person verdicts a forgotten person may get (the rest fail the run)
+    audit_verdicts: tuple[str, ...] = ("indistinguishable",)
 
     def validate(self, key: str) -> None:
         if not 0.0 <= self.mia_tolerance <= 0.5:
             raise ConfigError(f"{key}.mia_tolerance: must be in [0, 0.5], got {self.mia_tolerance}")
         if not 0.0 <= self.max_test_acc_drop <= 1.0:
             raise ConfigError(f"{key}.max_test_acc_drop: must be in [0, 1], got {self.max_test_acc_drop}")
+        verdicts = ("indistinguishable", "still recognisable", "conspicuously forgotten")
+        for v in self.audit_verdicts:
+            if v not in verdicts:
+                raise ConfigError(f"{key}.audit_verdicts: expected some of {', '.join(verdicts)}, got {v!r}")
         for name in ("min_mia_samples", "min_mia_identities", "min_test_samples"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{key}.{name}: must be >= 1")
