@@ -1,19 +1,30 @@
 """Every method runs on the tiny set, changes the weights, and leaves the
 original untouched; evaluation never changes a model."""
+
 import copy
 import math
 
 import pytest
 import torch
-
 from piu_engine.common.errors import ConfigError
 from piu_engine.common.events import Interrupted
 from piu_engine.core.methods.catalog import validate_overrides
 from piu_engine.core.methods.registry import METHODS, get_method
 from piu_engine.core.model import state_fingerprint
 
-EXPECTED = {"piu-fr", "piu-fr-paper", "retrain", "finetune", "cf-k", "neggrad", "advanced-neggrad", "neggrad-plus",
-            "scrub", "random-label", "bad-teacher"}
+EXPECTED = {
+    "piu-fr",
+    "piu-fr-paper",
+    "retrain",
+    "finetune",
+    "cf-k",
+    "neggrad",
+    "advanced-neggrad",
+    "neggrad-plus",
+    "scrub",
+    "random-label",
+    "bad-teacher",
+}
 
 
 def test_registry_has_every_method():
@@ -26,8 +37,7 @@ def test_method_runs_and_changes_weights(tiny_bench, name):
     before = copy.deepcopy(original.state_dict())
     run = wb.run_method(name, original, splits, seed=0, overrides={"epochs": 1} if name != "retrain" else {"epochs": 1})
     assert run.seconds > 0
-    changed = any(not torch.equal(v, run.model.state_dict()[k]) for k, v in before.items()
-                  if v.dtype.is_floating_point)
+    changed = any(not torch.equal(v, run.model.state_dict()[k]) for k, v in before.items() if v.dtype.is_floating_point)
     assert changed, f"{name} did not change the weights"
     # The original model is never modified by a method.
     assert all(torch.equal(v, original.state_dict()[k]) for k, v in before.items())
@@ -104,7 +114,6 @@ def test_piu_fr_takes_away_what_the_original_memorised(tiny_bench):
     0.58-0.90 to 0.34-0.80: too noisy on this set to assert on.
     """
     import numpy as np
-
     from piu_engine.core.bench import forget_split
     from piu_engine.core.metrics import per_sample
 
@@ -142,8 +151,13 @@ def test_piu_fr_early_stop_fires_then_settles_and_says_so(tiny_bench):
         events = []
         wb.control = replace(saved, on_event=events.append)
         try:
-            wb.run_method("piu-fr", original, splits, 0, overrides={
-                "early_stop_tolerance": 0.5, "early_stop_max_acc_drop": 1.0, "epochs": 4, **overrides})
+            wb.run_method(
+                "piu-fr",
+                original,
+                splits,
+                0,
+                overrides={"early_stop_tolerance": 0.5, "early_stop_max_acc_drop": 1.0, "epochs": 4, **overrides},
+            )
         finally:
             wb.control = saved
         return [e for e in events if e.phase == "piu-fr:stage1"][-1]
@@ -203,13 +217,12 @@ def multilabel_bench(tmp_path_factory):
     """A MUCAC-format (multi-label) set whose 161 training images leave a lone
     last batch at batch size 32: BatchNorm cannot train on one 16 px image."""
     import numpy as np
-
     from PIL import Image
-
-    from conftest import write_config, write_mucac
     from piu_engine.core.bench import forget_split
     from piu_engine.core.config import load_config
     from piu_engine.core.workbench import Workbench
+
+    from conftest import write_config, write_mucac
 
     rng = np.random.default_rng(7)
     train_ids = [(i, 4) for i in range(200, 240)] + [(240, 1)]
@@ -223,8 +236,9 @@ def multilabel_bench(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("mucac")
     root = write_mucac(tmp / "mucac", rows, face)
-    cfg = load_config(write_config(tmp / "config.toml",
-                                   f'\n[datasets.mucac]\nkind = "mucac"\nroot = "{root}"\nimage_size = 16\n'))
+    cfg = load_config(
+        write_config(tmp / "config.toml", f'\n[datasets.mucac]\nkind = "mucac"\nroot = "{root}"\nimage_size = 16\n')
+    )
     wb = Workbench(cfg, "mucac", "tiny")
     assert int((wb.ds.splits == "train").sum()) % wb.recipe.batch_size == 1
     original, _, _ = wb.original(0)  # the training loop itself meets the lone image

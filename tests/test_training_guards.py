@@ -1,6 +1,7 @@
 """The one training loop (``train_steps``) and its guards: a non-finite loss or
 weight ends a run with DivergedError, naming where; out-of-range
 hyperparameters are rejected before anything runs, naming the parameter."""
+
 import math
 import pickle
 from dataclasses import fields
@@ -19,32 +20,36 @@ NAN, INF = float("nan"), float("inf")
 
 # --- parameter ranges -----------------------------------------------------------
 
-@pytest.mark.parametrize("method, overrides, param", [
-    ("piu-fr", {"lr": NAN}, "lr"),
-    ("scrub", {"lr": INF}, "lr"),
-    ("piu-fr", {"forget_ascent": NAN}, "forget_ascent"),
-    ("piu-fr", {"stage2_lr": -INF}, "stage2_lr"),
-    ("neggrad", {"momentum": -0.5}, "momentum"),
-    ("finetune", {"momentum": 1.0}, "momentum"),
-    ("piu-fr", {"lr": 1e9}, "lr"),
-    ("cf-k", {"lr": 0.0}, "lr"),
-    ("scrub", {"temperature": 1e-300}, "temperature"),
-    ("piu-fr-paper", {"temperature": 1e9}, "temperature"),
-    ("piu-fr", {"epochs": 10**9}, "epochs"),
-    ("neggrad", {"epochs": 0}, "epochs"),
-    ("retrain", {"epochs": 10**9}, "epochs"),
-    ("retrain", {"epochs": -1}, "epochs"),
-    ("scrub", {"weight_decay": -1e-4}, "weight_decay"),
-    ("scrub", {"msteps": -1}, "msteps"),
-    ("neggrad-plus", {"alpha": 1.5}, "alpha"),
-    ("advanced-neggrad", {"retain_weight": 1e6}, "retain_weight"),
-    ("random-label", {"retain_weight": -1.0}, "retain_weight"),
-    ("bad-teacher", {"retain_fraction": 0.0}, "retain_fraction"),
-    ("random-label", {"batch_size": 0}, "batch_size"),
-    ("finetune", {"batch_size": 10**6}, "batch_size"),
-    ("piu-fr", {"early_stop_checks": 0}, "early_stop_checks"),
-    ("piu-fr", {"early_stop_tolerance": -0.1}, "early_stop_tolerance"),
-])
+
+@pytest.mark.parametrize(
+    "method, overrides, param",
+    [
+        ("piu-fr", {"lr": NAN}, "lr"),
+        ("scrub", {"lr": INF}, "lr"),
+        ("piu-fr", {"forget_ascent": NAN}, "forget_ascent"),
+        ("piu-fr", {"stage2_lr": -INF}, "stage2_lr"),
+        ("neggrad", {"momentum": -0.5}, "momentum"),
+        ("finetune", {"momentum": 1.0}, "momentum"),
+        ("piu-fr", {"lr": 1e9}, "lr"),
+        ("cf-k", {"lr": 0.0}, "lr"),
+        ("scrub", {"temperature": 1e-300}, "temperature"),
+        ("piu-fr-paper", {"temperature": 1e9}, "temperature"),
+        ("piu-fr", {"epochs": 10**9}, "epochs"),
+        ("neggrad", {"epochs": 0}, "epochs"),
+        ("retrain", {"epochs": 10**9}, "epochs"),
+        ("retrain", {"epochs": -1}, "epochs"),
+        ("scrub", {"weight_decay": -1e-4}, "weight_decay"),
+        ("scrub", {"msteps": -1}, "msteps"),
+        ("neggrad-plus", {"alpha": 1.5}, "alpha"),
+        ("advanced-neggrad", {"retain_weight": 1e6}, "retain_weight"),
+        ("random-label", {"retain_weight": -1.0}, "retain_weight"),
+        ("bad-teacher", {"retain_fraction": 0.0}, "retain_fraction"),
+        ("random-label", {"batch_size": 0}, "batch_size"),
+        ("finetune", {"batch_size": 10**6}, "batch_size"),
+        ("piu-fr", {"early_stop_checks": 0}, "early_stop_checks"),
+        ("piu-fr", {"early_stop_tolerance": -0.1}, "early_stop_tolerance"),
+    ],
+)
 def test_out_of_range_parameters_are_rejected_by_name(method, overrides, param):
     with pytest.raises(ConfigError, match=rf"^params\.{param}: must be (a finite number|an integer) in "):
         validate_overrides(method, overrides)
@@ -84,8 +89,17 @@ def test_every_numeric_parameter_has_a_range_holding_its_default():
 
 def test_values_at_the_edges_of_their_ranges_are_accepted():
     assert validate_overrides("retrain", {"epochs": 0}).epochs == 0  # 0 = the recipe's epochs
-    p = validate_overrides("piu-fr", {"lr": 10, "momentum": 0, "temperature": 0.05, "epochs": 500,
-                                      "early_stop_tolerance": 0.5, "early_stop_max_acc_drop": 1})
+    p = validate_overrides(
+        "piu-fr",
+        {
+            "lr": 10,
+            "momentum": 0,
+            "temperature": 0.05,
+            "epochs": 500,
+            "early_stop_tolerance": 0.5,
+            "early_stop_max_acc_drop": 1,
+        },
+    )
     assert p.lr == 10.0 and isinstance(p.lr, float) and p.momentum == 0.0
     assert validate_overrides("piu-fr", {"epochs": 400, "early_stop": False}).epochs == 400  # the service tests' "long"
     assert validate_overrides("scrub", {"msteps": 0, "temperature": 100, "weight_decay": 1}).msteps == 0
@@ -115,13 +129,17 @@ def toy() -> nn.Module:
 
 
 def phase(name="toy", epochs=3, steps=3, events=None, report_every=5) -> Phase:
-    control = RunControl(on_event=events.append if events is not None else (lambda e: None),
-                         should_stop=never_stop, report_every=report_every)
+    control = RunControl(
+        on_event=events.append if events is not None else (lambda e: None),
+        should_stop=never_stop,
+        report_every=report_every,
+    )
     return Phase(control, name, epochs, steps)
 
 
 def test_the_loop_is_a_hand_written_loop_bit_for_bit():
     """Same steps, same random draws in the same order, same lr schedule."""
+
     def reference():
         model, gen = toy(), torch.Generator().manual_seed(1)
         opt = sgd(model.parameters(), 0.1, 0.9, 1e-3)
@@ -145,9 +163,14 @@ def test_the_loop_is_a_hand_written_loop_bit_for_bit():
         return F.cross_entropy(model(x), Y[b])
 
     events = []
-    taken = train_steps(phase(events=events), model, opt, step,
-                        lambda epoch: iter(torch.randperm(12, generator=gen).split(4)),
-                        after_epoch=lambda epoch: sched.step())
+    taken = train_steps(
+        phase(events=events),
+        model,
+        opt,
+        step,
+        lambda epoch: iter(torch.randperm(12, generator=gen).split(4)),
+        after_epoch=lambda epoch: sched.step(),
+    )
     assert taken == 9
     for (k, a), b in zip(reference().state_dict().items(), model.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
@@ -164,9 +187,16 @@ def test_hooks_see_every_step_and_after_step_can_end_the_phase():
         seen.append(n)
         return F.cross_entropy(model(X[:4]), Y[:4])
 
-    taken = train_steps(phase(events=events, report_every=1), model, opt, step, 3,
-                        before_step=before.append, after_epoch=epochs.append,
-                        after_step=lambda taken: {"why": "enough"} if taken == 4 else None)
+    taken = train_steps(
+        phase(events=events, report_every=1),
+        model,
+        opt,
+        step,
+        3,
+        before_step=before.append,
+        after_epoch=epochs.append,
+        after_step=lambda taken: {"why": "enough"} if taken == 4 else None,
+    )
     assert taken == 4 and seen == [1, 2, 3, 1] and before == [0, 1, 2, 3] and epochs == [1]
     assert events[-1].message == "done" and events[-1].metrics == {"why": "enough"}
 
@@ -179,6 +209,7 @@ def _diverging_step(model, at: tuple[int, int], value: float = NAN):
         count[0] += 1
         loss = F.cross_entropy(model(X[b]), Y[b])
         return loss * value if divmod(count[0] - 1, 3) == (at[0] - 1, at[1] - 1) else loss
+
     return step
 
 
@@ -188,8 +219,13 @@ def test_a_non_finite_loss_ends_the_run_at_that_step_before_its_update(value):
     opt = sgd(model.parameters(), 0.1, 0.9)
     events = []
     with pytest.raises(DivergedError) as info:
-        train_steps(phase("neggrad", events=events, report_every=1), model, opt, _diverging_step(model, (2, 2), value),
-                    lambda epoch: iter(torch.arange(12).split(4)))
+        train_steps(
+            phase("neggrad", events=events, report_every=1),
+            model,
+            opt,
+            _diverging_step(model, (2, 2), value),
+            lambda epoch: iter(torch.arange(12).split(4)),
+        )
     err = info.value
     assert (err.phase, err.epoch, err.step) == ("neggrad", 2, 2)
     assert err.loss is not None and not math.isfinite(err.loss) and str(err.loss) in str(err)
@@ -211,8 +247,13 @@ def test_on_an_accelerator_the_losses_are_checked_in_batches_but_before_the_phas
     model = toy()
     events = []
     with pytest.raises(DivergedError) as info:
-        train_steps(phase(events=events, report_every=5), model, sgd(model.parameters(), 0.1),
-                    _diverging_step(model, (1, 2)), lambda epoch: iter(torch.arange(12).split(4)))
+        train_steps(
+            phase(events=events, report_every=5),
+            model,
+            sgd(model.parameters(), 0.1),
+            _diverging_step(model, (1, 2)),
+            lambda epoch: iter(torch.arange(12).split(4)),
+        )
     assert (info.value.epoch, info.value.step) == (1, 2) and math.isnan(info.value.loss)
     assert not any(e.message == "done" for e in events)
     guard = Deferred(phase(), model, None)
@@ -233,9 +274,14 @@ def test_a_non_finite_weight_ends_the_run_even_when_the_loss_is_finite():
 
     events = []
     with pytest.raises(DivergedError) as info:
-        train_steps(phase("scrub", events=events), model, sgd(model.parameters(), 0.1),
-                    lambda b: F.cross_entropy(model(X[b]), Y[b]), lambda epoch: iter(torch.arange(12).split(4)),
-                    after_step=overflow)
+        train_steps(
+            phase("scrub", events=events),
+            model,
+            sgd(model.parameters(), 0.1),
+            lambda b: F.cross_entropy(model(X[b]), Y[b]),
+            lambda epoch: iter(torch.arange(12).split(4)),
+            after_step=overflow,
+        )
     err = info.value
     assert (err.phase, err.epoch, err.step) == ("scrub", 1, 3) and math.isfinite(err.loss)
     assert "non-finite weights after the step: 1.running_var" in str(err)
@@ -254,6 +300,7 @@ def test_diverged_error_is_a_one_line_command_error_that_survives_pickling():
 
 # --- methods on the tiny set ------------------------------------------------------------
 
+
 def test_an_extreme_in_range_setting_diverges_with_a_clear_error(tiny_bench):
     """NegGrad at lr 10 on batches of 4: the ascent blows the BatchNorm statistics up."""
     wb, splits, original = tiny_bench
@@ -271,6 +318,7 @@ def _nan_after(calls: int, real):
         count[0] += 1
         out = real(*args, **kwargs)
         return out * NAN if count[0] > calls else out
+
     return fake
 
 

@@ -21,8 +21,15 @@ class DivergedError(CommandError):
     """Training produced a non-finite loss or weight: the run was ended there and
     nothing was saved. The message names the method, phase, step and loss."""
 
-    def __init__(self, detail: str, method: str = "", phase: str = "", epoch: int | None = None,
-                 step: int | None = None, loss: float | None = None):
+    def __init__(
+        self,
+        detail: str,
+        method: str = "",
+        phase: str = "",
+        epoch: int | None = None,
+        step: int | None = None,
+        loss: float | None = None,
+    ):
         self.detail, self.method, self.phase = detail, method, phase
         self.epoch, self.step, self.loss = epoch, step, loss
         super().__init__(self._message())

@@ -3,10 +3,12 @@
 The bench command renders them as progress bars, the daemon stores them in
 SQLite, and the TUI draws them; the engine itself never prints.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Crash-safe files without PyTorch: atomic writes, durable renames, private
 folders and SHA-256, so the service and the UI never need the ML stack."""
+
 from __future__ import annotations
 
 import hashlib

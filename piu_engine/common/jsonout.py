@@ -2,6 +2,7 @@
 results and ``--json`` output. A number that could not be measured (NaN, such
 as an MIA on too few images) is written as null; numpy scalars, tuples, sets
 and paths become their plain JSON forms."""
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ silently falls back to a default. Layers above register their own sections
 (``[service]``, ``[executor]``, ...) with :func:`register_section`; the core
 parses them with the same rules without importing their owners.
 """
+
 from __future__ import annotations
 
 import sys

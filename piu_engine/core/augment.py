@@ -4,6 +4,7 @@ REFERENCE's recipe (horizontal flip, affine with shear 10 degrees and scale
 0.8-1.2, colour jitter 0.2) applied to a whole batch at once, so a GPU run
 never waits on per-image Python code on the CPU.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,13 @@ def _uniform(n: int, low: float, high: float, gen: torch.Generator, device) -> t
     return torch.rand(n, generator=gen, device=device) * (high - low) + low
 
 
-def augment_batch(x: torch.Tensor, gen: torch.Generator, shear_deg: float = 10.0,
-                  scale: tuple[float, float] = (0.8, 1.2), jitter: float = 0.2) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor,
+    gen: torch.Generator,
+    shear_deg: float = 10.0,
+    scale: tuple[float, float] = (0.8, 1.2),
+    jitter: float = 0.2,
+) -> torch.Tensor:
     """Augment a float batch [B, 3, H, W] in [0, 1]; ``gen`` lives on x's device.
 
     Two passes over the pixels instead of a dozen: the flip is folded into the

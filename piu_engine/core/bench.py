@@ -1,5 +1,6 @@
 """The unlearning benchmark: original model, then every method on the same
 forget request, measured the same way, one row per method and seed."""
+
 from __future__ import annotations
 
 import csv
@@ -7,10 +8,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from piu_engine.common import jsonout
+from piu_engine.common.events import EventSink, no_events
 from piu_engine.core.config import Config
 from piu_engine.core.data.splits import choose_forget_identities, make_splits
 from piu_engine.core.request import METRIC_NAMES
-from piu_engine.common.events import EventSink, no_events
 from piu_engine.core.workbench import Workbench
 
 ROW_KEYS = ("method", "seed", *METRIC_NAMES, "seconds", "speedup_vs_retrain")
@@ -55,23 +56,44 @@ def forget_split(wb: Workbench, seed: int):
 
 
 def _row(method: str, seed: int, metrics: dict, seconds: float, params: dict | None = None) -> dict:
-    row = {"method": method, "seed": seed, **{k: metrics[k] for k in ROW_KEYS[2:10]},
-           "seconds": seconds, "speedup_vs_retrain": None}
+    row = {
+        "method": method,
+        "seed": seed,
+        **{k: metrics[k] for k in ROW_KEYS[2:10]},
+        "seconds": seconds,
+        "speedup_vs_retrain": None,
+    }
     if params is not None:
         row["params"] = params
     row["n_forget"], row["n_unseen_eval"] = metrics["n_forget"], metrics["n_unseen_eval"]
     return row
 
 
-def run_bench(cfg: Config, dataset: str, preset: str, methods: list[str], seeds: int,
-              on_event: EventSink = no_events, on_row=lambda row: None) -> BenchResult:
+def run_bench(
+    cfg: Config,
+    dataset: str,
+    preset: str,
+    methods: list[str],
+    seeds: int,
+    on_event: EventSink = no_events,
+    on_row=lambda row: None,
+) -> BenchResult:
     """Run the benchmark; ``on_row`` sees each finished row (for live tables)."""
     wb = Workbench(cfg, dataset, preset, on_event)
     ordered = (["retrain"] if "retrain" in methods else []) + [m for m in methods if m != "retrain"]
-    result = BenchResult(dataset, wb.preset.name, wb.device_name, {
-        "dataset": asdict(wb.dataset_cfg), "recipe": asdict(wb.recipe), "engine": asdict(cfg.engine),
-        "metrics": asdict(cfg.metrics), "methods": ordered, "seeds": seeds,
-    })
+    result = BenchResult(
+        dataset,
+        wb.preset.name,
+        wb.device_name,
+        {
+            "dataset": asdict(wb.dataset_cfg),
+            "recipe": asdict(wb.recipe),
+            "engine": asdict(cfg.engine),
+            "metrics": asdict(cfg.metrics),
+            "methods": ordered,
+            "seeds": seeds,
+        },
+    )
     for s in range(seeds):
         seed = cfg.engine.seed + s
         splits = forget_split(wb, seed)

@@ -3,6 +3,7 @@
 A reader either sees the old file or the complete new one, never a partial
 write, and loading uses ``weights_only=True`` so a checkpoint cannot run code.
 """
+
 from __future__ import annotations
 
 import hashlib

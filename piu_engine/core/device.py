@@ -1,4 +1,5 @@
 """Pick the compute device: CUDA when present, else CPU, unless config says otherwise."""
+
 from __future__ import annotations
 
 import torch

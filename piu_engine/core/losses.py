@@ -1,6 +1,7 @@
 """Task losses shared by every method: cross-entropy for classes, BCE for
 attributes, and the temperature-scaled distillation KL used by SCRUB,
 PIU-FR and Bad Teacher."""
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +19,9 @@ def task_loss(logits: torch.Tensor, y: torch.Tensor, task: Task, reduction: str 
     return loss.mean() if reduction == "mean" else loss
 
 
-def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
-               task: Task) -> torch.Tensor:
+def distill_kl(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, task: Task
+) -> torch.Tensor:
     """T^2 * KL(teacher || student) on temperature-softened outputs, batch mean.
 
     Multi-label heads are treated as independent Bernoulli outputs per attribute.
@@ -32,8 +34,7 @@ def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempe
         log_p1, log_p0 = F.logsigmoid(te), F.logsigmoid(-te)
         kl = p * (log_p1 - log_q1) + (1 - p) * (log_p0 - log_q0)
         return kl.sum(1).mean() * t * t
-    return F.kl_div(F.log_softmax(s, dim=1), F.log_softmax(te, dim=1), reduction="batchmean",
-                    log_target=True) * t * t
+    return F.kl_div(F.log_softmax(s, dim=1), F.log_softmax(te, dim=1), reduction="batchmean", log_target=True) * t * t
 
 
 def predictions_correct(logits: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:

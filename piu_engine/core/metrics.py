@@ -4,6 +4,7 @@ Accuracy, the loss-based membership-inference attack (logistic regression,
 10 stratified shuffle splits), forgetting score and NoMUS. Model outputs are
 always computed in eval mode under no_grad, and the model's mode is restored.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,9 @@ from piu_engine.core.tensors import TensorData, index_batches, to_index
 
 
 @torch.no_grad()
-def per_sample(model: nn.Module, data: TensorData, indices: np.ndarray, batch_size: int = 256
-               ) -> tuple[np.ndarray, np.ndarray]:
+def per_sample(
+    model: nn.Module, data: TensorData, indices: np.ndarray, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample loss and correctness on ``indices`` (test-time transform only)."""
     was_training = model.training
     model.eval()
@@ -36,8 +38,9 @@ def per_sample(model: nn.Module, data: TensorData, indices: np.ndarray, batch_si
     return torch.cat(losses).numpy(), torch.cat(correct).numpy()
 
 
-def mia(member_losses: np.ndarray, nonmember_losses: np.ndarray, n_splits: int = 10,
-        seed: int = 0) -> tuple[float, float]:
+def mia(
+    member_losses: np.ndarray, nonmember_losses: np.ndarray, n_splits: int = 10, seed: int = 0
+) -> tuple[float, float]:
     """Membership-inference accuracy (mean, std over splits) from per-sample losses.
 
     The larger side is randomly cut to the size of the smaller; the attacker is
@@ -49,8 +52,10 @@ def mia(member_losses: np.ndarray, nonmember_losses: np.ndarray, n_splits: int =
 
     # A diverged model yields inf/NaN losses: treat them as "very large" so the
     # attack still runs and the result shows what an attacker would see.
-    member, nonmember = (np.nan_to_num(np.asarray(a, float), nan=1e4, posinf=1e4, neginf=0.0).clip(0, 1e4)
-                         for a in (member_losses, nonmember_losses))
+    member, nonmember = (
+        np.nan_to_num(np.asarray(a, float), nan=1e4, posinf=1e4, neginf=0.0).clip(0, 1e4)
+        for a in (member_losses, nonmember_losses)
+    )
     n = min(len(member), len(nonmember))
     test_size = 0.1
     if math.ceil(test_size * 2 * n) < 2:  # each split's test part needs a member and a non-member: n >= 6
@@ -67,8 +72,9 @@ def mia(member_losses: np.ndarray, nonmember_losses: np.ndarray, n_splits: int =
     return float(scores.mean()), float(scores.std())
 
 
-def threshold_mia(member_losses: torch.Tensor, nonmember_losses: torch.Tensor, repeats: int = 4,
-                  seed: int = 0) -> torch.Tensor:
+def threshold_mia(
+    member_losses: torch.Tensor, nonmember_losses: torch.Tensor, repeats: int = 4, seed: int = 0
+) -> torch.Tensor:
     """A cheap estimate of :func:`mia` for checks during training, on the device.
 
     On one feature (the loss) a logistic-regression attacker is a threshold,

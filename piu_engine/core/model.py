@@ -2,6 +2,7 @@
 
 Weights come only from local files; PIU never asks torchvision to download.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,8 +29,9 @@ class BatchNorm(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
-            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                                training=False, eps=self.eps)
+            return F.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, training=False, eps=self.eps
+            )
         return super().forward(x)
 
 
@@ -41,8 +43,9 @@ def build_model(num_outputs: int, device: torch.device | str = "cpu") -> nn.Modu
     return model
 
 
-def load_weights(model: nn.Module, path: str | Path, strict_head: bool = True,
-                 expected_sha256: str | None = None) -> nn.Module:
+def load_weights(
+    model: nn.Module, path: str | Path, strict_head: bool = True, expected_sha256: str | None = None
+) -> nn.Module:
     """Load a local state dict into ``model``.
 
     With ``strict_head=False`` a checkpoint whose classifier head has another

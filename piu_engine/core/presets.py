@@ -3,6 +3,7 @@
 ``tiny`` is for tests (seconds), ``default`` is the main job on a laptop-class
 CPU (minutes), ``paper`` follows REFERENCE's published recipes for GPU runs.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,8 +56,9 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         name="tiny",
         image_size=32,
-        synthetic=SyntheticSpec(train_identities=24, test_identities=8, unseen_identities=12,
-                                photos_per_identity=6, image_size=32),
+        synthetic=SyntheticSpec(
+            train_identities=24, test_identities=8, unseen_identities=12, photos_per_identity=6, image_size=32
+        ),
         forget_identities=6,
         # Long enough, without augmentation, to memorise its few training
         # people: tests then see a real membership signal to remove.
@@ -65,16 +67,18 @@ PRESETS: dict[str, Preset] = {
     "default": Preset(
         name="default",
         image_size=64,
-        synthetic=SyntheticSpec(train_identities=150, test_identities=40, unseen_identities=80,
-                                photos_per_identity=8, image_size=32),
+        synthetic=SyntheticSpec(
+            train_identities=150, test_identities=40, unseen_identities=80, photos_per_identity=8, image_size=32
+        ),
         forget_identities=40,
         recipes={k: TrainRecipe(epochs=16, milestones=(11,)) for k in _PAPER},
     ),
     "paper": Preset(
         name="paper",
         image_size=128,
-        synthetic=SyntheticSpec(train_identities=1000, test_identities=150, unseen_identities=300,
-                                photos_per_identity=10, image_size=128),
+        synthetic=SyntheticSpec(
+            train_identities=1000, test_identities=150, unseen_identities=300, photos_per_identity=10, image_size=128
+        ),
         forget_identities=150,
         recipes=_PAPER,
     ),

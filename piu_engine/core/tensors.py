@@ -4,10 +4,11 @@ Images stay uint8 on the device; a batch is gathered by index, converted to
 float there, and optionally augmented there. No DataLoader, no per-image
 Python work, no host-to-device copy per step.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ class TensorData:
     channels_last: bool = False
 
     @classmethod
-    def from_dataset(cls, ds: FaceDataset, device: torch.device) -> "TensorData":
+    def from_dataset(cls, ds: FaceDataset, device: torch.device) -> TensorData:
         pin = device.type == "cuda"
         images = ds.images.pin_memory() if pin else ds.images
         labels = ds.labels.pin_memory() if pin else ds.labels
@@ -39,8 +40,13 @@ class TensorData:
             channels_last=device.type == "cuda",
         )
 
-    def batch(self, idx: torch.Tensor, augment: bool = False, gen: torch.Generator | None = None,
-              labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self,
+        idx: torch.Tensor,
+        augment: bool = False,
+        gen: torch.Generator | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.images.index_select(0, idx).float().div_(255.0)
         if augment:
             x = augment_batch(x, gen)
@@ -54,8 +60,9 @@ def to_index(idx: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tens
     return torch.as_tensor(np.asarray(idx), dtype=torch.long, device=device)
 
 
-def index_batches(idx: torch.Tensor, batch_size: int, shuffle: bool,
-                  gen: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+def index_batches(
+    idx: torch.Tensor, batch_size: int, shuffle: bool, gen: torch.Generator | None = None
+) -> Iterator[torch.Tensor]:
     """Yield index slices of ``idx`` (shuffled with ``gen`` when asked), cut by :func:`batch_slices`."""
     if shuffle:
         order = torch.randperm(len(idx), generator=gen, device=gen.device if gen is not None else "cpu")

@@ -2,6 +2,7 @@
 original-model / retrain recipe on top of it (:func:`fit`), and the step
 bookkeeping they share: progress events, stop requests, autocast and the
 non-finite guard (:class:`DivergedError`)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -60,13 +61,22 @@ class Phase:
             self.control.on_event(ProgressEvent(self.name, epoch, self.epochs, step, self.steps, value))
 
     def done(self, **metrics) -> None:
-        self.control.on_event(ProgressEvent(self.name, self.epochs, self.epochs, self.steps, self.steps,
-                                            self.losses[-1] if self.losses else None, metrics, "done"))
+        self.control.on_event(
+            ProgressEvent(
+                self.name,
+                self.epochs,
+                self.epochs,
+                self.steps,
+                self.steps,
+                self.losses[-1] if self.losses else None,
+                metrics,
+                "done",
+            )
+        )
 
 
 def sgd(params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    return torch.optim.SGD([p for p in params if p.requires_grad], lr=lr, momentum=momentum,
-                           weight_decay=weight_decay)
+    return torch.optim.SGD([p for p in params if p.requires_grad], lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def nonfinite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
@@ -139,18 +149,25 @@ class FiniteGuard:
         bad = nonfinite_tensors(self.model.state_dict())
         if bad:
             epoch, step, loss = self.last if self.last is not None else (None, None, None)
-            raise self._diverged(f"non-finite weights after the step: {_names(bad)}", epoch, step,
-                                 None if loss is None else float(loss))
+            raise self._diverged(
+                f"non-finite weights after the step: {_names(bad)}", epoch, step, None if loss is None else float(loss)
+            )
 
 
 StepFn = Callable[[Any], torch.Tensor]
 
 
-def train_steps(phase: Phase, model: nn.Module, optimizer: torch.optim.Optimizer, step: StepFn,
-                batches: int | Callable[[int], Iterable[Any]], *,
-                before_step: Callable[[int], None] | None = None,
-                after_step: Callable[[int], dict | None] | None = None,
-                after_epoch: Callable[[int], None] | None = None) -> int:
+def train_steps(
+    phase: Phase,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: StepFn,
+    batches: int | Callable[[int], Iterable[Any]],
+    *,
+    before_step: Callable[[int], None] | None = None,
+    after_step: Callable[[int], dict | None] | None = None,
+    after_epoch: Callable[[int], None] | None = None,
+) -> int:
     """Run ``phase.epochs`` epochs of ``optimizer`` steps on ``model``; return the number taken.
 
     This is the only place a model is trained: a method supplies ``step``,
@@ -200,14 +217,21 @@ def train_steps(phase: Phase, model: nn.Module, optimizer: torch.optim.Optimizer
     return taken
 
 
-def fit(model: nn.Module, data: TensorData, indices: np.ndarray, recipe: TrainRecipe, seed: int,
-        control: RunControl, phase: str = "train", params=None) -> float:
+def fit(
+    model: nn.Module,
+    data: TensorData,
+    indices: np.ndarray,
+    recipe: TrainRecipe,
+    seed: int,
+    control: RunControl,
+    phase: str = "train",
+    params=None,
+) -> float:
     """Cross-entropy training on ``indices`` with ``recipe``; returns seconds."""
     start = time.perf_counter()
     idx = to_index(indices, data.device)
     gen = make_generator(data.device, seed)
-    opt = sgd(params if params is not None else model.parameters(), recipe.lr, recipe.momentum,
-              recipe.weight_decay)
+    opt = sgd(params if params is not None else model.parameters(), recipe.lr, recipe.momentum, recipe.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(recipe.milestones), gamma=0.1)
     ph = Phase(control, phase, recipe.epochs, n_batches(len(idx), recipe.batch_size))
 
@@ -217,8 +241,14 @@ def fit(model: nn.Module, data: TensorData, indices: np.ndarray, recipe: TrainRe
             return task_loss(model(x), y, data.task)
 
     model.train()
-    train_steps(ph, model, opt, step, lambda epoch: index_batches(idx, recipe.batch_size, True, gen),
-                after_epoch=lambda epoch: sched.step())
+    train_steps(
+        ph,
+        model,
+        opt,
+        step,
+        lambda epoch: index_batches(idx, recipe.batch_size, True, gen),
+        after_epoch=lambda epoch: sched.step(),
+    )
     if data.device.type == "cuda":
         torch.cuda.synchronize(data.device)
     return time.perf_counter() - start

@@ -4,6 +4,7 @@ the training recipe, fresh models and the (cached) original model.
 The bench command and the service's worker both start here, so a method is
 set up, timed and evaluated the same way wherever it runs.
 """
+
 from __future__ import annotations
 
 import copy
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from piu_engine.common.events import EventSink, never_stop, no_events
 from piu_engine.common.fsio import atomic_write_bytes, sha256_file
 from piu_engine.core.checkpoint import save_checkpoint
 from piu_engine.core.config import Config
@@ -25,9 +27,8 @@ from piu_engine.core.data.splits import UnlearningSplits
 from piu_engine.core.data.types import FaceDataset, Split
 from piu_engine.core.device import describe, pick_device, use_amp
 from piu_engine.core.evaluate import evaluate
-from piu_engine.common.events import EventSink, never_stop, no_events
-from piu_engine.core.methods.registry import get_method
 from piu_engine.core.methods.base import UnlearnContext
+from piu_engine.core.methods.registry import get_method
 from piu_engine.core.model import build_model, frozen_copy, load_weights
 from piu_engine.core.presets import Preset, TrainRecipe, get_preset
 from piu_engine.core.tensors import TensorData
@@ -48,8 +49,14 @@ class MethodRun:
 
 
 class Workbench:
-    def __init__(self, cfg: Config, dataset: str, preset: str | Preset = "",
-                 on_event: EventSink = no_events, should_stop=never_stop):
+    def __init__(
+        self,
+        cfg: Config,
+        dataset: str,
+        preset: str | Preset = "",
+        on_event: EventSink = no_events,
+        should_stop=never_stop,
+    ):
         self.cfg = cfg
         self.dataset_name = dataset
         self.dataset_cfg = cfg.dataset(dataset)
@@ -82,13 +89,24 @@ class Workbench:
     # -- the original model -------------------------------------------------
     def _original_key(self, seed: int) -> str:
         h = hashlib.sha256()
-        h.update(json.dumps({
-            "dataset": asdict(self.dataset_cfg), "preset": self.preset.name,
-            "recipe": asdict(self.recipe), "seed": seed, "device": self.device.type,
-            "amp": self.control.amp, "torch": torch.__version__,
-            "init": sha256_file(self.cfg.resolve(self.cfg.engine.init_weights))
-            if self.cfg.engine.init_weights else "",
-        }, sort_keys=True, default=str).encode())
+        h.update(
+            json.dumps(
+                {
+                    "dataset": asdict(self.dataset_cfg),
+                    "preset": self.preset.name,
+                    "recipe": asdict(self.recipe),
+                    "seed": seed,
+                    "device": self.device.type,
+                    "amp": self.control.amp,
+                    "torch": torch.__version__,
+                    "init": sha256_file(self.cfg.resolve(self.cfg.engine.init_weights))
+                    if self.cfg.engine.init_weights
+                    else "",
+                },
+                sort_keys=True,
+                default=str,
+            ).encode()
+        )
         h.update(self.ds.images.numpy().tobytes())
         h.update(self.ds.labels.numpy().tobytes())
         h.update("\n".join(self.ds.identities.tolist()).encode())
@@ -104,15 +122,17 @@ class Workbench:
             info = json.loads(meta.read_text())
             return self.load_model(path, info["sha256"]), float(info["seconds"]), True
         model = self.new_model(seed)
-        seconds = fit(model, self.data, self.ds.indices(Split.TRAIN), self.recipe, seed, self.control,
-                      phase="train-original")
+        seconds = fit(
+            model, self.data, self.ds.indices(Split.TRAIN), self.recipe, seed, self.control, phase="train-original"
+        )
         sha = save_checkpoint(model.state_dict(), path)
         atomic_write_bytes(meta, json.dumps({"seconds": seconds, "sha256": sha}).encode())
         return model, seconds, False
 
     # -- methods ----------------------------------------------------------------
-    def run_method(self, name: str, original: nn.Module, splits: UnlearningSplits, seed: int,
-                   overrides: dict | None = None) -> MethodRun:
+    def run_method(
+        self, name: str, original: nn.Module, splits: UnlearningSplits, seed: int, overrides: dict | None = None
+    ) -> MethodRun:
         spec = get_method(name)
         merged = {**self.cfg.methods.get(name, {}), **(overrides or {})}
         params = spec.make_params(merged)
@@ -120,8 +140,15 @@ class Workbench:
         model = copy.deepcopy(original)
         model.train()
         ctx = UnlearnContext(
-            model=model, original=frozen_copy(original), data=self.data, dataset=self.ds, splits=splits,
-            recipe=self.recipe, new_model=lambda: self.new_model(seed + 17), control=self.control, seed=seed,
+            model=model,
+            original=frozen_copy(original),
+            data=self.data,
+            dataset=self.ds,
+            splits=splits,
+            recipe=self.recipe,
+            new_model=lambda: self.new_model(seed + 17),
+            control=self.control,
+            seed=seed,
         )
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

@@ -4,5 +4,7 @@ reaches the ML core.
 
 Importing the package registers its config sections ([service], [executor]).
 """
-from piu_engine.service import settings
-from piu_engine.service.executors import settings as executor_settings  # noqa: F401  (registers the sections)
+
+# Imported for their side effect: each registers its config section.
+from piu_engine.service import settings  # noqa: F401
+from piu_engine.service.executors import settings as executor_settings  # noqa: F401

@@ -7,13 +7,15 @@ accepts) and dropped into ``jobs/`` atomically. State changes go to the
 running daemon through ``jobs/.control/``, or, with no daemon, are applied
 under the workspace lock as the single writer (:mod:`.control`).
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from piu_engine.service import control
 from piu_engine.service.manifest import IdentityCache, Manifest, ManifestError, check_manifest, load_manifest
@@ -99,8 +101,10 @@ class Client:
         if rows or forgotten_only:
             return rows
         info = self.identity_lookup.info(dataset)
-        return [IdentityRow(dataset, i, info.images_per_identity.get(i), "present", None, None, None)
-                for i in info.train_identities]
+        return [
+            IdentityRow(dataset, i, info.images_per_identity.get(i), "present", None, None, None)
+            for i in info.train_identities
+        ]
 
     # -- requests ---------------------------------------------------------
     @property
@@ -121,8 +125,9 @@ class Client:
     def check_file(self, path: Path) -> tuple[Manifest | None, list[str]]:
         s = self.ws.settings
         try:
-            manifest, _ = load_manifest(Path(path), self.ws.cfg, self.identity_lookup, s.max_manifest_bytes,
-                                        s.max_forget_share)
+            manifest, _ = load_manifest(
+                Path(path), self.ws.cfg, self.identity_lookup, s.max_manifest_bytes, s.max_forget_share
+            )
         except ManifestError as exc:
             return None, list(exc.problems)
         return manifest, self._conflicts(manifest, Path(path))
@@ -133,8 +138,9 @@ class Client:
         with self.reader() as r:
             seen = r.job(manifest.request_id) if r else None
         if seen is not None and seen.id == manifest.request_id:
-            return [f"request_id {manifest.request_id!r} was received before (job is {seen.state}); "
-                    f"use a new request id"]
+            return [
+                f"request_id {manifest.request_id!r} was received before (job is {seen.state}); use a new request id"
+            ]
         waiting = self.ws.jobs_dir / f"{manifest.request_id}.json"
         if waiting.exists() and not (source is not None and source.resolve() == waiting.resolve()):
             return [f"request {manifest.request_id} is already waiting in {self.ws.jobs_dir}"]
@@ -179,8 +185,10 @@ class Client:
     def register(self, dataset: str, staged: Path, sha256: str, source: str, metrics: dict[str, Any]) -> str:
         """Register a checkpoint staged in the registry's incoming folder as version 0."""
         try:
-            return self._control("register", {"dataset": dataset, "file": staged.name, "sha256": sha256,
-                                              "source": source, "metrics": metrics})["message"]
+            return self._control(
+                "register",
+                {"dataset": dataset, "file": staged.name, "sha256": sha256, "source": source, "metrics": metrics},
+            )["message"]
         finally:
             staged.unlink(missing_ok=True)
 

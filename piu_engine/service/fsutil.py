@@ -1,4 +1,5 @@
 """Small file helpers: private modes for files naming people, atomic writes."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@
 checks is ``rejected`` at once. A ``str`` subclass, so the state database,
 JSON output and folder names (``jobs/done/``) keep the plain value.
 """
+
 from __future__ import annotations
 
 from enum import Enum

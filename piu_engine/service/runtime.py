@@ -1,6 +1,7 @@
 """What the daemon's parts share while it serves a workspace: the single
 writer of the state database, the registry, the spool, the executor, and
 the runs in flight. Built once the instance lock is held."""
+
 from __future__ import annotations
 
 import json

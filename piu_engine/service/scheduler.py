@@ -6,12 +6,13 @@ dataset's model lineage stays linear. While manifests keep arriving the
 scheduler waits (``service.coalesce_seconds``, at most ten times that) so
 that a burst becomes one run.
 """
+
 from __future__ import annotations
 
 import logging
 import secrets
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from piu_engine.service.executors.base import ExecMessage, RunTask
 from piu_engine.service.jobstate import JobState
@@ -75,8 +76,12 @@ class Scheduler:
                 continue
             current = rt.store.current_version(dataset)
             if current is None:
-                rt.end(job.id, JobState.FAILED, f"no model for dataset {dataset!r} yet: run `piu train` or "
-                                                f"`piu model import FILE`, then `piu retry {job.id}`")
+                rt.end(
+                    job.id,
+                    JobState.FAILED,
+                    f"no model for dataset {dataset!r} yet: run `piu train` or "
+                    f"`piu model import FILE`, then `piu retry {job.id}`",
+                )
                 continue
             gone = forgotten_by_ds.setdefault(dataset, set(current.forgotten))
             if all(i in gone for i in job.identities):
@@ -92,10 +97,19 @@ class Scheduler:
         where = {r.identity: r.version for r in rt.store.identities(current.dataset, forgotten_only=True)}
         for i in job.identities:
             rt.store.set_identity_status(job.id, i, "already_forgotten", where.get(i))
-        rt.end(job.id, JobState.DONE, None, parent_version=current.version, version=current.version,
-               metrics=current.metrics, result={"note": f"All identities were already forgotten; the current "
-                                                        f"model ({current.dataset} version {current.version}) "
-                                                        f"already satisfies this request, so nothing was run."})
+        rt.end(
+            job.id,
+            JobState.DONE,
+            None,
+            parent_version=current.version,
+            version=current.version,
+            metrics=current.metrics,
+            result={
+                "note": f"All identities were already forgotten; the current "
+                f"model ({current.dataset} version {current.version}) "
+                f"already satisfies this request, so nothing was run."
+            },
+        )
 
     def _start(self, jobs: list[JobRow]) -> None:
         rt = self.rt
@@ -124,10 +138,20 @@ class Scheduler:
         batch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         staged = rt.registry.staging_path(batch_id)
         j0 = jobs[0]
-        task = RunTask(batch_id=batch_id, cfg=rt.cfg, dataset=dataset, groups=engine_groups,
-                       already_forgotten=list(parent.forgotten), method=j0.method or "", params=j0.params,
-                       compare=j0.compare, preset=rt.ws.preset, parent_weights=str(parent_path),
-                       out_weights=str(staged), seed=rt.cfg.engine.seed)
+        task = RunTask(
+            batch_id=batch_id,
+            cfg=rt.cfg,
+            dataset=dataset,
+            groups=engine_groups,
+            already_forgotten=list(parent.forgotten),
+            method=j0.method or "",
+            params=j0.params,
+            compare=j0.compare,
+            preset=rt.ws.preset,
+            parent_weights=str(parent_path),
+            out_weights=str(staged),
+            seed=rt.cfg.engine.seed,
+        )
         rt.store.start_batch(batch_id, jobs, parent.version, "")
         batch = Batch(batch_id, dataset, [j.id for j in jobs], parent.version, groups, staged, "", rep)
         rt.batches[batch_id] = batch
@@ -135,13 +159,21 @@ class Scheduler:
             batch.device = rt.executor.submit(task)
         except Exception as exc:  # noqa: BLE001 - counts as a crashed attempt
             log.exception("run %s: could not start a worker", batch_id)
-            self.on_failed_start(ExecMessage("crashed", batch_id, f"could not start a worker: "
-                                                                  f"{type(exc).__name__}: {exc}"))
+            self.on_failed_start(
+                ExecMessage("crashed", batch_id, f"could not start a worker: {type(exc).__name__}: {exc}")
+            )
             return
         rt.store.set_batch_device(batch_id, batch.device)
-        log.info("run %s started: %d request(s), %d identities, %s from %s v%d on %s", batch_id, len(jobs),
-                 len({i for g in groups.values() for i in g}), j0.method, dataset, parent.version,
-                 batch.device or rt.device_name)
+        log.info(
+            "run %s started: %d request(s), %d identities, %s from %s v%d on %s",
+            batch_id,
+            len(jobs),
+            len({i for g in groups.values() for i in g}),
+            j0.method,
+            dataset,
+            parent.version,
+            batch.device or rt.device_name,
+        )
 
     def cancel_running(self, job: JobRow) -> str:
         """``piu cancel`` on a running job: stop its run; its other jobs go back to the queue."""

@@ -3,6 +3,7 @@
 Each loader module exposes ``load(cfg, preset, cache_dir) -> FaceDataset`` and
 reads only local files: nothing is ever downloaded.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -9,6 +9,7 @@ Near-duplicates use a 64-bit DCT perceptual hash (pHash): grayscale, resize
 to 32x32, 2-D DCT, keep the 8x8 lowest frequencies, one bit per coefficient
 above their median. Photos within a few bits of each other look the same.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,7 +42,7 @@ def phash(images: torch.Tensor) -> np.ndarray:
     weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
     powers = (np.uint64(1) << np.arange(64, dtype=np.uint64)).astype(np.uint64)
     for start in range(0, len(images), _HASH_CHUNK):
-        batch = images[start:start + _HASH_CHUNK, :3].contiguous()
+        batch = images[start : start + _HASH_CHUNK, :3].contiguous()
         # Resizing before the grey conversion is the same linear map, and far
         # cheaper on uint8 than on the full-size float image.
         small = F.interpolate(batch, size=(32, 32), mode="bilinear", antialias=True, align_corners=False).float()
@@ -51,7 +52,7 @@ def phash(images: torch.Tensor) -> np.ndarray:
         # A tolerance keeps rounding noise of flat images from setting random bits.
         tolerance = 1e-9 * np.abs(coeffs).max(axis=1, keepdims=True)
         bits = coeffs > np.median(coeffs, axis=1, keepdims=True) + tolerance
-        out[start:start + len(pix)] = (bits.astype(np.uint64) * powers).sum(axis=1, dtype=np.uint64)
+        out[start : start + len(pix)] = (bits.astype(np.uint64) * powers).sum(axis=1, dtype=np.uint64)
     return out
 
 
@@ -66,7 +67,7 @@ def near_pairs(hashes: np.ndarray, threshold: int) -> list[tuple[int, int, int]]
     pairs: list[tuple[int, int, int]] = []
     n = len(hashes)
     for start in range(0, n, _PAIR_CHUNK):
-        rows = hashes[start:start + _PAIR_CHUNK]
+        rows = hashes[start : start + _PAIR_CHUNK]
         dist = _popcount(rows[:, None] ^ hashes[None, start:])
         ii, jj = np.nonzero(dist <= threshold)
         keep = jj > ii  # columns are offset by `start`, like the rows: strict upper triangle
@@ -192,8 +193,9 @@ def find_problems(ds: FaceDataset, phash_threshold: int = DEFAULT_PHASH_THRESHOL
 
 
 def _describe(group: dict[str, Any]) -> str:
-    where = ", ".join(f"{src} [{split}, {ident}]" for src, split, ident in
-                      zip(group["sources"], group["splits"], group["identities"]))
+    where = ", ".join(
+        f"{src} [{split}, {ident}]" for src, split, ident in zip(group["sources"], group["splits"], group["identities"])
+    )
     tags = [f"crosses {c}" for c in group["crosses"]]
     if group["identities_differ"]:
         tags.append("different identities")
@@ -212,7 +214,8 @@ def format_problems(d: dict[str, Any], limit: int = 20) -> str:
     crossing = ", ".join(f"{k} {v}" for k, v in c["groups_crossing_splits"].items())
     lines += [
         f"exact duplicates:  {c['exact_groups']} groups ({c['exact_images']} images)",
-        f"near duplicates:   {c['near_groups']} groups ({c['near_images']} images, pHash distance <= {d['phash_threshold']})",
+        f"near duplicates:   {c['near_groups']} groups ({c['near_images']} images, "
+        f"pHash distance <= {d['phash_threshold']})",
         f"groups crossing splits: {crossing}",
         f"groups spanning several identities: {c['groups_across_identities']}",
         f"identities in several splits: {c['identities_in_multiple_splits']}",
@@ -221,10 +224,16 @@ def format_problems(d: dict[str, Any], limit: int = 20) -> str:
     sections = (
         ("exact duplicates", d["exact_duplicates"], _describe),
         ("near duplicates", d["near_duplicates"], _describe),
-        ("identities in several splits", d["identities_in_multiple_splits"],
-         lambda x: f"  - {x['identity']}: {', '.join(x['splits'])}"),
-        ("sources in several splits", d["sources_in_multiple_splits"],
-         lambda x: f"  - {x['source']}: {', '.join(x['splits'])}"),
+        (
+            "identities in several splits",
+            d["identities_in_multiple_splits"],
+            lambda x: f"  - {x['identity']}: {', '.join(x['splits'])}",
+        ),
+        (
+            "sources in several splits",
+            d["sources_in_multiple_splits"],
+            lambda x: f"  - {x['source']}: {', '.join(x['splits'])}",
+        ),
     )
     for title, items, show in sections:
         if not items:

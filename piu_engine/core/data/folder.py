@@ -6,6 +6,7 @@ optional ``split`` column (train / test / unseen). Without it people are split
 by identity. Every image must be labelled and every labelled image must
 exist, so that nothing is silently dropped or invented.
 """
+
 from __future__ import annotations
 
 import csv
@@ -14,8 +15,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from piu_engine.core.config import DatasetConfig
 from piu_engine.common.errors import DatasetError
+from piu_engine.core.config import DatasetConfig
 from piu_engine.core.data import local, store
 from piu_engine.core.data.identity_split import assign_identity_splits
 from piu_engine.core.data.imageio import IMAGE_SUFFIXES
@@ -23,9 +24,11 @@ from piu_engine.core.data.types import FaceDataset, Split, Task
 from piu_engine.core.presets import Preset
 
 LABEL = "Image folder"
-HINT = ("Put one sub-folder per person under a folder (<person>/<image>.jpg) with a labels CSV "
-        "listing every image as path,label[,split]",
-        "path to that folder")
+HINT = (
+    "Put one sub-folder per person under a folder (<person>/<image>.jpg) with a labels CSV "
+    "listing every image as path,label[,split]",
+    "path to that folder",
+)
 
 
 def _listed_images(root: Path) -> set[str]:
@@ -64,9 +67,7 @@ def _read_labels(csv_path: Path) -> list[dict[str, str]]:
 def _normalise(path: str, csv_path: Path, line: str) -> str:
     pure = PurePosixPath(path.replace("\\", "/"))
     if pure.is_absolute() or ".." in pure.parts or len(pure.parts) < 2:
-        raise DatasetError(
-            f"{csv_path} line {line}: path {path!r} must be relative to root as <person>/<image>"
-        )
+        raise DatasetError(f"{csv_path} line {line}: path {path!r} must be relative to root as <person>/<image>")
     return pure.as_posix()
 
 
@@ -91,7 +92,9 @@ def load(cfg: DatasetConfig, preset: Preset, cache_dir: Path) -> FaceDataset:
     on_disk = _listed_images(root)
     missing = [p for p in rel if not (root / p).is_file()]
     if missing:
-        raise DatasetError(f"{csv_path}: {len(missing)} listed image(s) do not exist under {root}: {local.first_few(missing)}")
+        raise DatasetError(
+            f"{csv_path}: {len(missing)} listed image(s) do not exist under {root}: {local.first_few(missing)}"
+        )
     unlabelled = sorted(on_disk - set(rel))
     if unlabelled:
         raise DatasetError(

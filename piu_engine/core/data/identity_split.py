@@ -4,9 +4,10 @@ Forgetting removes a person, so a person whose photos sit in two splits
 would be "forgotten" while still being measured on; the split is decided per
 identity and is a pure function of the identity list and the seed.
 """
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -22,9 +23,7 @@ def assign_identity_splits(
     people = sorted(set(identities))
     n = len(people)
     if n < 3:
-        raise DatasetError(
-            f"need at least 3 identities to split into train, test and unseen; found {n}"
-        )
+        raise DatasetError(f"need at least 3 identities to split into train, test and unseen; found {n}")
     n_test = max(1, int(round(n * test_fraction)))
     n_unseen = max(1, int(round(n * unseen_fraction)))
     while n_test + n_unseen > n - 1:  # keep at least one training identity

@@ -3,12 +3,13 @@
 One decoder for all datasets, so that JPEG, PNG and TIFF, colour or
 grayscale, all come out the same shape and type.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

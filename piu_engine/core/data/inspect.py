@@ -3,6 +3,7 @@
 The first thing to look at before forgetting anyone: a split with no
 unseen people or a class missing from test makes every later number moot.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -53,8 +54,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     rows += [(f"{label_kind} {name}", [parts[c]["labels"][name] for c in columns]) for name in summary["label_names"]]
     first = max(len(r[0]) for r in rows)
     width = max(8, *(len(str(v)) for _, vals in rows for v in vals), *(len(c) for c in columns))
-    head = (f"dataset {summary['dataset']} ({summary['task']}, {summary['image_size']} px, "
-            f"{len(summary['label_names'])} {'attributes' if label_kind == 'positives' else 'classes'})")
+    head = (
+        f"dataset {summary['dataset']} ({summary['task']}, {summary['image_size']} px, "
+        f"{len(summary['label_names'])} {'attributes' if label_kind == 'positives' else 'classes'})"
+    )
     lines = [head, "", " " * first + "".join(f"  {c:>{width}}" for c in columns)]
     lines.append("-" * len(lines[-1]))
     lines += [f"{name:<{first}}" + "".join(f"  {v:>{width}}" for v in vals) for name, vals in rows]

@@ -4,6 +4,7 @@ File names such as ``KA.AN1.39.tiff`` carry the subject (``KA``) and the
 expression (``AN``). The published split ignores subjects; this loader splits
 by subject so that a forgotten person is never also a test person.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from piu_engine.core.config import DatasetConfig
 from piu_engine.common.errors import DatasetError
+from piu_engine.core.config import DatasetConfig
 from piu_engine.core.data import local, store
 from piu_engine.core.data.identity_split import assign_identity_splits
 from piu_engine.core.data.types import FaceDataset, Task

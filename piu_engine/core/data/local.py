@@ -3,21 +3,24 @@
 Every missing path is reported the same way: which file or folder was
 expected, and where the user must put the data, because PIU never downloads.
 """
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from piu_engine.core.config import DatasetConfig
 from piu_engine.common.errors import DatasetError
+from piu_engine.core.config import DatasetConfig
 from piu_engine.core.presets import Preset
 
 
 def advice(kind: str, hint: tuple[str, str]) -> str:
     """hint = (how to get the data, what root must point at)."""
     get, root_is = hint
-    return (f"{get}, and set root = \"<{root_is}>\" in a [datasets.NAME] table with "
-            f"kind = \"{kind}\" in config.toml; PIU never downloads data.")
+    return (
+        f'{get}, and set root = "<{root_is}>" in a [datasets.NAME] table with '
+        f'kind = "{kind}" in config.toml; PIU never downloads data.'
+    )
 
 
 def not_found(label: str, kind: str, expected: Path | str, hint: tuple[str, str]) -> DatasetError:

@@ -5,6 +5,7 @@ root holds ``CelebAMask-HQ/CelebA-HQ-img/{i}.jpg`` and the two text files
 ``root/CelebAMask-HQ/``). Splits follow the benchmark's identity-id ranges,
 so no person is in two splits.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,16 +13,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from piu_engine.core.config import DatasetConfig
 from piu_engine.common.errors import DatasetError
+from piu_engine.core.config import DatasetConfig
 from piu_engine.core.data import local, store
 from piu_engine.core.data.types import FaceDataset, Split, Task
 from piu_engine.core.presets import Preset
 
 LABEL = "MUCAC"
-HINT = ("Get the CelebAMask-HQ release and the MUCAC files CelebA-HQ-identity.txt and "
-        "CelebA-HQ-attribute.txt (next to CelebAMask-HQ/ or inside it)",
-        "path to the folder that contains CelebAMask-HQ")
+HINT = (
+    "Get the CelebAMask-HQ release and the MUCAC files CelebA-HQ-identity.txt and "
+    "CelebA-HQ-attribute.txt (next to CelebAMask-HQ/ or inside it)",
+    "path to the folder that contains CelebAMask-HQ",
+)
 
 IMAGE_DIR = Path("CelebAMask-HQ") / "CelebA-HQ-img"
 IDENTITY_FILE = "CelebA-HQ-identity.txt"
@@ -74,7 +77,8 @@ def _read_attributes(path: Path) -> dict[str, list[int]]:
             continue
         if len(parts) != NUM_ATTRIBUTES + 1:
             raise DatasetError(
-                f"MUCAC: {path} line {line_no}: expected a file name and {NUM_ATTRIBUTES} values, got {len(parts)} fields"
+                f"MUCAC: {path} line {line_no}: expected a file name and {NUM_ATTRIBUTES} values, "
+                f"got {len(parts)} fields"
             )
         try:
             values = [int(v) for v in parts[1:]]
@@ -100,13 +104,17 @@ def load(cfg: DatasetConfig, preset: Preset, cache_dir: Path) -> FaceDataset:
         raise DatasetError(f"MUCAC: no 'file_name identity_id' lines in {IDENTITY_FILE}")
     no_attrs = sorted(set(ids) - set(attrs), key=_image_number)
     if no_attrs:
-        raise DatasetError(f"MUCAC: {len(no_attrs)} image(s) have an identity but no attributes: {local.first_few(no_attrs)}")
+        raise DatasetError(
+            f"MUCAC: {len(no_attrs)} image(s) have an identity but no attributes: {local.first_few(no_attrs)}"
+        )
 
     names = sorted(ids, key=_image_number)
     paths = [image_dir / n for n in names]
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise DatasetError(f"MUCAC: {len(missing)} image file(s) listed in {IDENTITY_FILE} are missing: {local.first_few(missing)}")
+        raise DatasetError(
+            f"MUCAC: {len(missing)} image file(s) listed in {IDENTITY_FILE} are missing: {local.first_few(missing)}"
+        )
 
     chosen = list(ATTRIBUTE_COLUMNS) if cfg.attribute == "all" else [cfg.attribute]
     bits = np.array([[attrs[n][ATTRIBUTE_COLUMNS[a] - 1] > 0 for a in chosen] for n in names], dtype=np.int64)

@@ -4,6 +4,7 @@ root = ``custom_korean_family_dataset_resolution_128/``. The benchmark's own
 split maps to ours as: train CSV -> train, val CSV -> test, test CSV ->
 unseen. A person (family_id, person_id) is the unit of forgetting.
 """
+
 from __future__ import annotations
 
 import csv
@@ -12,15 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from piu_engine.core.config import DatasetConfig
 from piu_engine.common.errors import DatasetError
+from piu_engine.core.config import DatasetConfig
 from piu_engine.core.data import local, store
 from piu_engine.core.data.types import FaceDataset, Split, Task
 from piu_engine.core.presets import Preset
 
 LABEL = "MUFAC"
-HINT = ("Download the MUFAC release and unpack it",
-        "path to its custom_korean_family_dataset_resolution_128 folder")
+HINT = ("Download the MUFAC release and unpack it", "path to its custom_korean_family_dataset_resolution_128 folder")
 
 # (csv, image folder, our split), in the order samples are listed.
 PARTS = (
@@ -56,7 +56,9 @@ def _read_rows(csv_path: Path) -> list[dict[str, str]]:
             if not any(c.strip() for c in cells):
                 continue
             if len(cells) < len(header):
-                raise DatasetError(f"MUFAC: {csv_path} line {line_no}: expected {len(header)} columns, got {len(cells)}")
+                raise DatasetError(
+                    f"MUFAC: {csv_path} line {line_no}: expected {len(header)} columns, got {len(cells)}"
+                )
             rows.append({c: cells[i].strip() for c, i in at.items()})
     return rows
 
@@ -89,7 +91,9 @@ def load(cfg: DatasetConfig, preset: Preset, cache_dir: Path) -> FaceDataset:
             row_order.append(i)
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise DatasetError(f"MUFAC: {len(missing)} image file(s) listed in the CSVs are missing: {local.first_few(missing)}")
+        raise DatasetError(
+            f"MUFAC: {len(missing)} image file(s) listed in the CSVs are missing: {local.first_few(missing)}"
+        )
     size = local.image_size(cfg, preset)
     images = store.cached_images(cache_dir, local.key_parts(cfg, root), paths, size)
     return FaceDataset(

@@ -1,6 +1,7 @@
 """The published forget protocols, for comparison with the papers' tables:
 MUFAC forgets the first 1,500 rows of the train CSV, MUCAC the identities
 190 <= id < 1250. Other datasets have no published identity protocol."""
+
 from __future__ import annotations
 
 from piu_engine.core.config import DatasetConfig

@@ -5,6 +5,7 @@ chosen identities, retain the rest of train minus anyone forgotten earlier.
 The unseen pool is split by identity into a part PIU-FR may learn from and an
 evaluation part the MIA is measured on, so no person sits in both.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,8 +30,10 @@ class UnlearningSplits:
     excluded: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def counts(self) -> dict[str, int]:
-        return {name: int(len(getattr(self, name)))
-                for name in ("forget", "retain", "test", "unseen_unlearn", "unseen_eval", "excluded")}
+        return {
+            name: int(len(getattr(self, name)))
+            for name in ("forget", "retain", "test", "unseen_unlearn", "unseen_eval", "excluded")
+        }
 
 
 def choose_forget_identities(ds: FaceDataset, count: int, seed: int) -> list[str]:
@@ -56,9 +59,14 @@ def partition_unseen(ds: FaceDataset, unlearn_fraction: float, seed: int) -> tup
     return unseen[mask], unseen[~mask]
 
 
-def make_splits(ds: FaceDataset, forget_identities: list[str], already_forgotten: list[str] = (),
-                unseen_unlearn_fraction: float = 0.5, seed: int = 0,
-                forget_indices: np.ndarray | None = None) -> UnlearningSplits:
+def make_splits(
+    ds: FaceDataset,
+    forget_identities: list[str],
+    already_forgotten: list[str] = (),
+    unseen_unlearn_fraction: float = 0.5,
+    seed: int = 0,
+    forget_indices: np.ndarray | None = None,
+) -> UnlearningSplits:
     """Build the splits; ``forget_indices`` overrides identity selection (paper protocol)."""
     train = ds.indices(Split.TRAIN)
     train_ids = set(ds.identities[train].tolist())
@@ -80,8 +88,12 @@ def make_splits(ds: FaceDataset, forget_identities: list[str], already_forgotten
     if len(forget) == 0:
         raise SplitError("the forget set is empty")
     return UnlearningSplits(
-        forget=forget, retain=retain, test=ds.indices(Split.TEST), unseen_unlearn=unlearn,
-        unseen_eval=evaluation, forget_identities=sorted(set(ds.identities[forget].tolist())),
+        forget=forget,
+        retain=retain,
+        test=ds.indices(Split.TEST),
+        unseen_unlearn=unlearn,
+        unseen_eval=evaluation,
+        forget_identities=sorted(set(ds.identities[forget].tolist())),
         excluded=excluded,
     )
 

@@ -5,19 +5,21 @@ root, the image size and each file's relative path, byte size and mtime. A
 file that changes gives a new key and so a fresh decode; a stale entry is
 never served.
 """
+
 from __future__ import annotations
 
 import hashlib
 import io
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from piu_engine.common.fsio import atomic_write_bytes
 from piu_engine.common.errors import DatasetError
+from piu_engine.common.fsio import atomic_write_bytes
 from piu_engine.core.data import imageio
 
 CACHE_FORMAT = 1
@@ -54,18 +56,12 @@ def _read(path: Path, n: int, size: int) -> torch.Tensor | None:
         images = torch.load(path, weights_only=True)
     except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt, never fatal
         return None
-    if (
-        not isinstance(images, torch.Tensor)
-        or images.dtype != torch.uint8
-        or tuple(images.shape) != (n, 3, size, size)
-    ):
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or tuple(images.shape) != (n, 3, size, size):
         return None
     return images
 
 
-def cached_images(
-    cache_dir: Path, key_parts: dict[str, Any], paths: Sequence[Path], size: int
-) -> torch.Tensor:
+def cached_images(cache_dir: Path, key_parts: dict[str, Any], paths: Sequence[Path], size: int) -> torch.Tensor:
     """uint8 [N, 3, size, size] images of ``paths``, decoded once and then read from cache."""
     paths = [Path(p) for p in paths]
     key = cache_key(key_parts, paths, size)

@@ -8,6 +8,7 @@ forehead lines). Labels of one person's photos spread over neighbouring
 groups and the cues are noisy, so a model can generalise but also memorises
 the people it was trained on: the membership signal that unlearning removes.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,10 +22,26 @@ from piu_engine.core.data.types import FaceDataset, Split, Task
 from piu_engine.core.presets import Preset
 
 AGE_GROUPS = ["child", "teen", "young-adult", "adult", "middle-aged", "senior"]
-_SKIN = np.array([[0.96, 0.80, 0.69], [0.87, 0.67, 0.52], [0.72, 0.52, 0.38], [0.55, 0.38, 0.26],
-                  [0.98, 0.87, 0.77], [0.80, 0.60, 0.45]])
-_HAIR = np.array([[0.10, 0.07, 0.05], [0.35, 0.22, 0.12], [0.80, 0.65, 0.35], [0.55, 0.20, 0.08],
-                  [0.20, 0.15, 0.12], [0.05, 0.05, 0.08]])
+_SKIN = np.array(
+    [
+        [0.96, 0.80, 0.69],
+        [0.87, 0.67, 0.52],
+        [0.72, 0.52, 0.38],
+        [0.55, 0.38, 0.26],
+        [0.98, 0.87, 0.77],
+        [0.80, 0.60, 0.45],
+    ]
+)
+_HAIR = np.array(
+    [
+        [0.10, 0.07, 0.05],
+        [0.35, 0.22, 0.12],
+        [0.80, 0.65, 0.35],
+        [0.55, 0.20, 0.08],
+        [0.20, 0.15, 0.12],
+        [0.05, 0.05, 0.08],
+    ]
+)
 
 
 def _identity_params(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -59,10 +76,14 @@ def _photo_params(rng: np.random.Generator, ident: dict[str, np.ndarray], who: n
     return {
         "label": label,
         "cue": cue,
-        "dx": rng.normal(0, 0.06, m), "dy": rng.normal(0, 0.05, m),
-        "scale": rng.uniform(0.88, 1.12, m), "rot": rng.normal(0, 0.12, m),
-        "light": rng.uniform(0.75, 1.25, m), "light_dir": rng.uniform(-1, 1, (m, 2)),
-        "smile": rng.uniform(-1, 1, m), "open": rng.uniform(0.4, 1.0, m),
+        "dx": rng.normal(0, 0.06, m),
+        "dy": rng.normal(0, 0.05, m),
+        "scale": rng.uniform(0.88, 1.12, m),
+        "rot": rng.normal(0, 0.12, m),
+        "light": rng.uniform(0.75, 1.25, m),
+        "light_dir": rng.uniform(-1, 1, (m, 2)),
+        "smile": rng.uniform(-1, 1, m),
+        "open": rng.uniform(0.4, 1.0, m),
         "noise": rng.uniform(0.02, 0.06, m),
     }
 
@@ -114,7 +135,7 @@ def _render(ident: dict, photo: dict, who: np.ndarray, size: int, gen: torch.Gen
     for j in range(4):
         y = hairline + (eye_y - hairline) * (0.3 + 0.14 * j)
         strength = torch.clamp(sc(ph["cue"]) * 4 - j, 0, 1)
-        lines = lines + strength * torch.exp(-((v - y) / 0.02) ** 2) * _soft(u.abs() - rx * 0.6, sharp)
+        lines = lines + strength * torch.exp(-(((v - y) / 0.02) ** 2)) * _soft(u.abs() - rx * 0.6, sharp)
     paint(lines.clamp(0, 1) * 0.7 * _soft(face_sdf, sharp), col(pi["skin"]) * 0.45)
 
     # Eyes, irises, brows.
@@ -143,8 +164,16 @@ def _render(ident: dict, photo: dict, who: np.ndarray, size: int, gen: torch.Gen
     return img.clamp(0, 1)
 
 
-def generate(train_ids: int, test_ids: int, unseen_ids: int, photos: int, size: int,
-             seed: int = 0, name: str = "synthetic", device: str = "cpu") -> FaceDataset:
+def generate(
+    train_ids: int,
+    test_ids: int,
+    unseen_ids: int,
+    photos: int,
+    size: int,
+    seed: int = 0,
+    name: str = "synthetic",
+    device: str = "cpu",
+) -> FaceDataset:
     """Deterministic: the same arguments on the same kind of device give the
     same pixels. Large sets render on the GPU when one is given."""
     rng = np.random.default_rng(seed)
@@ -160,13 +189,19 @@ def generate(train_ids: int, test_ids: int, unseen_ids: int, photos: int, size: 
         part = {k: v[sl] for k, v in photo.items()}
         chunks.append((_render(ident, part, who[sl], size, gen) * 255).round().to(torch.uint8).cpu())
     images = torch.cat(chunks)
-    split_of = np.array([Split.TRAIN.value] * train_ids + [Split.TEST.value] * test_ids
-                        + [Split.UNSEEN.value] * unseen_ids, dtype=object)
+    split_of = np.array(
+        [Split.TRAIN.value] * train_ids + [Split.TEST.value] * test_ids + [Split.UNSEEN.value] * unseen_ids,
+        dtype=object,
+    )
     width = max(4, int(math.log10(max(n_ids, 1))) + 1)
     names = np.array([f"person-{i:0{width}d}" for i in range(n_ids)], dtype=object)
     return FaceDataset(
-        name=name, task=Task.MULTICLASS, images=images, labels=torch.as_tensor(photo["label"]),
-        identities=names[who], splits=split_of[who],
+        name=name,
+        task=Task.MULTICLASS,
+        images=images,
+        labels=torch.as_tensor(photo["label"]),
+        identities=names[who],
+        splits=split_of[who],
         sources=[f"synthetic:seed={seed}:{names[w]}:photo={k % photos}" for k, w in enumerate(who)],
         label_names=list(AGE_GROUPS),
     )
@@ -175,5 +210,12 @@ def generate(train_ids: int, test_ids: int, unseen_ids: int, photos: int, size: 
 def load(cfg: DatasetConfig, preset: Preset, cache_dir=None) -> FaceDataset:
     s = preset.synthetic
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return generate(s.train_identities, s.test_identities, s.unseen_identities, s.photos_per_identity,
-                    cfg.image_size or s.image_size, seed=cfg.seed, device=device)
+    return generate(
+        s.train_identities,
+        s.test_identities,
+        s.unseen_identities,
+        s.photos_per_identity,
+        cfg.image_size or s.image_size,
+        seed=cfg.seed,
+        device=device,
+    )

@@ -4,6 +4,7 @@ A loader returns a :class:`FaceDataset`: per sample its image source, its
 label(s), its identity and its split, plus the decoded images as one uint8
 tensor so that training never touches image files again.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

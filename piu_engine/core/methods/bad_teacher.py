@@ -1,6 +1,7 @@
 """Bad Teacher (Chundawat et al., 2023): the student distils the competent
 original on retain samples and a randomly initialised incompetent teacher on
 forget samples, from mixed batches."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ original, the data and splits, run control) and its typed parameters, and
 returns the unlearned model. Timing, evaluation and reporting happen outside,
 identically for all methods.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -69,6 +70,7 @@ class MethodSpec:
 def guarded(name: str, run: Callable[[UnlearnContext, Any], nn.Module]) -> Callable[[UnlearnContext, Any], nn.Module]:
     """``run``, with a :class:`DivergedError` from the training loop naming the
     method, and the model it returns checked for non-finite weights and buffers."""
+
     def run_guarded(ctx: UnlearnContext, params: Any) -> nn.Module:
         try:
             model = run(ctx, params)

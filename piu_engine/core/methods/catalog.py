@@ -10,6 +10,7 @@ name are in :data:`COMMON_BOUNDS`, a class's own in its ``BOUNDS`` table
 (inherited, and overridden by name, along the class hierarchy). A float must
 also be finite. ``check()`` holds only the rules that tie parameters together.
 """
+
 from __future__ import annotations
 
 import math
@@ -121,8 +122,10 @@ class PiuFrParams:
     early_stop_settle: float = 2.0  # epochs over which lr then decays to 0 (ends settled, like the full run)
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
-        "forget_ascent": LOSS_WEIGHT, "unseen_anchor": LOSS_WEIGHT,
-        "stage2_epochs": between(0, MAX_EPOCHS), "stage2_lr": COMMON_BOUNDS["lr"],
+        "forget_ascent": LOSS_WEIGHT,
+        "unseen_anchor": LOSS_WEIGHT,
+        "stage2_epochs": between(0, MAX_EPOCHS),
+        "stage2_lr": COMMON_BOUNDS["lr"],
         "stage2_momentum": COMMON_BOUNDS["momentum"],
         "early_stop_tolerance": between(0, 0.5),  # |MIA - 0.5| is at most 0.5
         "early_stop_checks": between(1, 10_000),
@@ -132,8 +135,10 @@ class PiuFrParams:
 
     def check(self):
         if self.early_stop and (self.augment or not self.freeze_bn or not self.unseen_anchor):
-            return ("early_stop reads the attacker's signal off the training passes: it needs augment = false, "
-                    "freeze_bn = true and unseen_anchor > 0 (or set early_stop = false)")
+            return (
+                "early_stop reads the attacker's signal off the training passes: it needs augment = false, "
+                "freeze_bn = true and unseen_anchor > 0 (or set early_stop = false)"
+            )
         if self.train_layers not in TRAIN_LAYERS:
             return f"train_layers must be one of {', '.join(TRAIN_LAYERS)}, got {self.train_layers!r}"
         return None
@@ -160,6 +165,7 @@ class PaperPiuFrParams(PiuFrParams):
 
 # --- retrain ---
 
+
 @dataclass(frozen=True)
 class RetrainParams:
     epochs: int = 0  # 0 = the original recipe's epochs
@@ -168,6 +174,7 @@ class RetrainParams:
 
 
 # --- finetune ---
+
 
 @dataclass(frozen=True)
 class FinetuneParams:
@@ -178,6 +185,7 @@ class FinetuneParams:
 
 
 # --- neggrad ---
+
 
 @dataclass(frozen=True)
 class NegGradParams:
@@ -206,6 +214,7 @@ class NegGradPlusParams(NegGradParams):
 
 # --- scrub ---
 
+
 @dataclass(frozen=True)
 class ScrubParams:
     epochs: int = 3
@@ -219,11 +228,14 @@ class ScrubParams:
     batch_size: int = 64
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
-        "msteps": between(0, MAX_EPOCHS), "gamma": LOSS_WEIGHT, "alpha": LOSS_WEIGHT,
+        "msteps": between(0, MAX_EPOCHS),
+        "gamma": LOSS_WEIGHT,
+        "alpha": LOSS_WEIGHT,
     }
 
 
 # --- random_label ---
+
 
 @dataclass(frozen=True)
 class RandomLabelParams:
@@ -237,6 +249,7 @@ class RandomLabelParams:
 
 
 # --- bad_teacher ---
+
 
 @dataclass(frozen=True)
 class BadTeacherParams:
@@ -262,8 +275,7 @@ class MethodInfo:
         known = {f.name: f for f in fields(self.params)}
         for name, value in overrides.items():
             if name not in known:
-                raise ConfigError(f"{key}.{name}: unknown parameter of {self.name} "
-                                  f"(known: {', '.join(sorted(known))})")
+                raise ConfigError(f"{key}.{name}: unknown parameter of {self.name} (known: {', '.join(sorted(known))})")
             default = getattr(self.params(), name)
             if isinstance(default, bool):
                 ok = isinstance(value, bool)
@@ -289,19 +301,31 @@ class MethodInfo:
         return params
 
 
-CATALOG: dict[str, MethodInfo] = {info.name: info for info in (
-    MethodInfo("piu-fr", PiuFrParams, "label-matched unseen distillation + forget ascent, unseen anchored, last block only (+ optional retain stage)"),
-    MethodInfo("piu-fr-paper", PaperPiuFrParams, "PIU-FR exactly as published: alternating descent/ascent distillation, T 4, whole network"),
-    MethodInfo("retrain", RetrainParams, "train from scratch on retain (original recipe)"),
-    MethodInfo("finetune", FinetuneParams, "cross-entropy fine-tune on retain"),
-    MethodInfo("cf-k", FinetuneParams, "fine-tune layer3, layer4 and fc on retain"),
-    MethodInfo("neggrad", NegGradParams, "gradient ascent on forget cross-entropy"),
-    MethodInfo("advanced-neggrad", AdvancedNegGradParams, "-CE(forget) + CE(retain), 1:1"),
-    MethodInfo("neggrad-plus", NegGradPlusParams, "alpha*CE(retain) - (1-alpha)*CE(forget), alpha 0.95"),
-    MethodInfo("scrub", ScrubParams, "SCRUB: max-KL on forget, CE + KL on retain"),
-    MethodInfo("random-label", RandomLabelParams, "fine-tune forget on random wrong labels + retain"),
-    MethodInfo("bad-teacher", BadTeacherParams, "distil good teacher on retain, random teacher on forget"),
-)}
+CATALOG: dict[str, MethodInfo] = {
+    info.name: info
+    for info in (
+        MethodInfo(
+            "piu-fr",
+            PiuFrParams,
+            "label-matched unseen distillation + bounded forget ascent, unseen anchored, last block only "
+            "(+ optional retain stage)",
+        ),
+        MethodInfo(
+            "piu-fr-paper",
+            PaperPiuFrParams,
+            "PIU-FR exactly as published: alternating descent/ascent distillation, T 4, whole network",
+        ),
+        MethodInfo("retrain", RetrainParams, "train from scratch on retain (original recipe)"),
+        MethodInfo("finetune", FinetuneParams, "cross-entropy fine-tune on retain"),
+        MethodInfo("cf-k", FinetuneParams, "fine-tune layer3, layer4 and fc on retain"),
+        MethodInfo("neggrad", NegGradParams, "gradient ascent on forget cross-entropy"),
+        MethodInfo("advanced-neggrad", AdvancedNegGradParams, "-CE(forget) + CE(retain), 1:1"),
+        MethodInfo("neggrad-plus", NegGradPlusParams, "alpha*CE(retain) - (1-alpha)*CE(forget), alpha 0.95"),
+        MethodInfo("scrub", ScrubParams, "SCRUB: max-KL on forget, CE + KL on retain"),
+        MethodInfo("random-label", RandomLabelParams, "fine-tune forget on random wrong labels + retain"),
+        MethodInfo("bad-teacher", BadTeacherParams, "distil good teacher on retain, random teacher on forget"),
+    )
+}
 
 
 def method_info(name: str) -> MethodInfo:

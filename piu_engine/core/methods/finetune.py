@@ -1,5 +1,6 @@
 """Fine-tuning on retain (catastrophic forgetting), and CF-k with only the
 last blocks trainable."""
+
 from __future__ import annotations
 
 from piu_engine.core.methods.base import UnlearnContext, trainable_only

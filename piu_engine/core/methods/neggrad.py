@@ -1,5 +1,6 @@
 """Gradient-ascent family: NegGrad (ascent on forget), Advanced NegGrad
 (-CE(forget) + CE(retain), 1:1) and NegGrad+ (a*CE(retain) - (1-a)*CE(forget))."""
+
 from __future__ import annotations
 
 from piu_engine.core.losses import task_loss

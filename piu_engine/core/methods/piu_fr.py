@@ -32,6 +32,7 @@ Six measured refinements of the published recipe are on by default
 
 Optional stage 2 fine-tunes on retain.
 """
+
 from __future__ import annotations
 
 import math
@@ -76,8 +77,9 @@ class EarlyStop:
         if len(self.steps) < self.steps.maxlen:
             return None
         f_loss, u_loss, correct = (torch.cat(t) for t in zip(*self.steps))
-        value, acc = (float(v) for v in torch.stack([threshold_mia(f_loss, u_loss, seed=self.seed),
-                                                      correct.mean()]).cpu())
+        value, acc = (
+            float(v) for v in torch.stack([threshold_mia(f_loss, u_loss, seed=self.seed), correct.mean()]).cpu()
+        )
         gap = abs(value - 0.5)
         if gap <= self.p.early_stop_tolerance and acc >= self.floor:
             return {"membership_gap": gap, "unseen_acc": acc}
@@ -112,16 +114,23 @@ def _step_inputs(ctx: UnlearnContext, p: PiuFrParams, forget: torch.Tensor, unse
     if p.train_layers == "all" or p.augment or not p.freeze_bn:
         with torch.no_grad():
             logits = teacher_logits()
-        return (ctx.model, lambda sl: data.batch(forget[sl], augment=p.augment, gen=gen)[0],
-                lambda sl: data.batch(unseen[sl])[0], logits)
+        return (
+            ctx.model,
+            lambda sl: data.batch(forget[sl], augment=p.augment, gen=gen)[0],
+            lambda sl: data.batch(unseen[sl])[0],
+            logits,
+        )
     trunk, head = split_resnet(ctx.model, p.train_layers)
     trained = TRAIN_LAYERS[p.train_layers]
     ctx.model.eval()
     with torch.no_grad():
-        features = [torch.cat([trunk(data.batch(b)[0]) for b in index_batches(idx, 256, shuffle=False)])
-                    for idx in (forget, unseen)]
-        same_frozen = all(torch.equal(a, b) for a, b in zip(_frozen_tensors(ctx.model, trained),
-                                                            _frozen_tensors(teacher, trained)))
+        features = [
+            torch.cat([trunk(data.batch(b)[0]) for b in index_batches(idx, 256, shuffle=False)])
+            for idx in (forget, unseen)
+        ]
+        same_frozen = all(
+            torch.equal(a, b) for a, b in zip(_frozen_tensors(ctx.model, trained), _frozen_tensors(teacher, trained))
+        )
         if same_frozen:
             teacher_head = split_resnet(teacher, p.train_layers)[1]
             logits = torch.cat([teacher_head(f).float() for f in features[1].split(256)])
@@ -206,8 +215,11 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
                 out_u = net(unseen_x(sl))
                 loss = loss + p.unseen_anchor * distill_kl(out_u, teacher_logits[sl], p.temperature, data.task)
                 if stopper is not None:
-                    stopper.observe(forget_ce, task_loss(out_u, yu, data.task, reduction="none"),
-                                    predictions_correct(out_u, yu, data.task))
+                    stopper.observe(
+                        forget_ce,
+                        task_loss(out_u, yu, data.task, reduction="none"),
+                        predictions_correct(out_u, yu, data.task),
+                    )
         return loss
 
     def check_rule(taken: int) -> dict | None:
@@ -233,8 +245,9 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
 def run(ctx: UnlearnContext, p: PiuFrParams):
     stage1(ctx, p)
     if p.stage2:
-        recipe = TrainRecipe(epochs=p.stage2_epochs, batch_size=p.batch_size, lr=p.stage2_lr,
-                             momentum=p.stage2_momentum)
+        recipe = TrainRecipe(
+            epochs=p.stage2_epochs, batch_size=p.batch_size, lr=p.stage2_lr, momentum=p.stage2_momentum
+        )
         fit(ctx.model, ctx.data, ctx.splits.retain, recipe, ctx.seed + 5, ctx.control, phase="piu-fr:stage2")
     return ctx.model
 

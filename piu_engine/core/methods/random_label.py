@@ -1,5 +1,6 @@
 """Random labels: train on forget images relabelled at random (never with
 their true label), interleaved 1:1 with retain batches to keep utility."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Each catalogued method bound to the function that runs it."""
+
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,5 @@
 """Retrain from scratch on retain with the original recipe: the gold standard."""
+
 from __future__ import annotations
 
 from dataclasses import replace

@@ -1,5 +1,6 @@
 """SCRUB (Kurmanji et al., 2023): the student moves away from the frozen
 teacher on forget ("max" steps) and stays close to it on retain ("min" steps)."""
+
 from __future__ import annotations
 
 import itertools
@@ -25,8 +26,10 @@ def run(ctx: UnlearnContext, p: ScrubParams):
     def batches(epoch):
         """("max", forget batch)... while epoch <= msteps, then ("min", retain batch)..."""
         max_pass = index_batches(forget, p.batch_size, True, gen) if epoch <= p.msteps else ()
-        return itertools.chain(zip(itertools.repeat("max"), max_pass),
-                               zip(itertools.repeat("min"), index_batches(retain, p.batch_size, True, gen)))
+        return itertools.chain(
+            zip(itertools.repeat("max"), max_pass),
+            zip(itertools.repeat("min"), index_batches(retain, p.batch_size, True, gen)),
+        )
 
     def step(item):
         kind, b = item
@@ -38,7 +41,8 @@ def run(ctx: UnlearnContext, p: ScrubParams):
             if kind == "max":
                 return -distill_kl(logits, t_logits, p.temperature, data.task)
             return p.gamma * task_loss(logits, y, data.task) + p.alpha * distill_kl(
-                logits, t_logits, p.temperature, data.task)
+                logits, t_logits, p.temperature, data.task
+            )
 
     model.train()
     train_steps(ph, model, opt, step, batches)

@@ -3,6 +3,7 @@
 The daemon talks to one :class:`~.base.Executor`; :func:`create_executor`
 picks the backend ``[executor] kind`` names.
 """
+
 from __future__ import annotations
 
 from piu_engine.service.executors.base import Executor

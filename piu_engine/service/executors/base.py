@@ -1,5 +1,6 @@
 """What the daemon and every executor backend share: the task sent to a run,
 the messages a run sends back, and the protocol every backend implements."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,6 +1,7 @@
 """The default executor: each run in its own ``spawn``-ed worker process on
 this machine, at most ``max_parallel`` at once and at most one per configured
 device (``service.devices``)."""
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -51,8 +52,9 @@ class LocalProcessExecutor:
         device = task.device or self._free_device()
         task.device = device
         queue, stop = self.ctx.Queue(), self.ctx.Event()
-        proc = self.ctx.Process(target=worker.main, args=(task, queue, stop, os.getpid()),
-                                name=f"piu-worker-{task.batch_id}", daemon=False)
+        proc = self.ctx.Process(
+            target=worker.main, args=(task, queue, stop, os.getpid()), name=f"piu-worker-{task.batch_id}", daemon=False
+        )
         proc.start()
         self.slots[task.batch_id] = _Slot(task, proc, queue, stop, device, time.time())
         return device
@@ -86,8 +88,9 @@ class LocalProcessExecutor:
                 if slot.cancelled:
                     out.append(ExecMessage("cancelled", batch_id, "cancelled"))
                 else:
-                    out.append(ExecMessage("crashed", batch_id,
-                                           f"worker process exited with code {slot.process.exitcode}"))
+                    out.append(
+                        ExecMessage("crashed", batch_id, f"worker process exited with code {slot.process.exitcode}")
+                    )
             slot.process.join(timeout=1)
             slot.queue.close()
             del self.slots[batch_id]

@@ -20,6 +20,7 @@ the only owner of the state database, the registry and retries:
 
 Ray is imported here only, and only when this backend is used.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,7 +43,8 @@ def _import_ray():
         import ray
     except ImportError as exc:
         raise ExecutorUnavailable(
-            f"[executor] kind = \"ray\" needs the Ray package: pip install 'piu[ray]' ({exc})") from None
+            f"[executor] kind = \"ray\" needs the Ray package: pip install 'piu[ray]' ({exc})"
+        ) from None
     return ray
 
 
@@ -53,6 +55,7 @@ _REMOTES: dict[str, Any] = {}
 def _remotes(ray) -> tuple[Any, Any]:
     """The channel actor class and the run function, defined once per process."""
     if not _REMOTES:
+
         @ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
         class RunChannel:
             """Progress events and the stop flag of one run."""
@@ -113,8 +116,17 @@ def _remote_main(task: RunTask, channel) -> tuple:
         return bool(checked["stop"])
 
     ctx = ray.get_runtime_context()
-    put(("event", task.batch_id, {"phase": "starting", "fraction": 0.0,
-                                  "message": f"on Ray node {socket.gethostname()} ({ctx.get_node_id()[:12]})"}))
+    put(
+        (
+            "event",
+            task.batch_id,
+            {
+                "phase": "starting",
+                "fraction": 0.0,
+                "message": f"on Ray node {socket.gethostname()} ({ctx.get_node_id()[:12]})",
+            },
+        )
+    )
     final = worker.execute(task, put, should_stop)
     try:  # calls from one caller run in order: once this returns, every event is in the channel
         ray.get(channel.flush.remote(), timeout=30)
@@ -124,9 +136,19 @@ def _remote_main(task: RunTask, channel) -> tuple:
 
 
 # -- daemon side ------------------------------------------------------------------
-LOST_ERRORS = ("NodeDiedError", "WorkerCrashedError", "ObjectLostError", "OwnerDiedError",
-               "ObjectReconstructionFailedError", "ObjectFetchTimedOutError", "LocalRayletDiedError",
-               "OutOfMemoryError", "ActorDiedError", "RayActorError", "TaskUnschedulableError")
+LOST_ERRORS = (
+    "NodeDiedError",
+    "WorkerCrashedError",
+    "ObjectLostError",
+    "OwnerDiedError",
+    "ObjectReconstructionFailedError",
+    "ObjectFetchTimedOutError",
+    "LocalRayletDiedError",
+    "OutOfMemoryError",
+    "ActorDiedError",
+    "RayActorError",
+    "TaskUnschedulableError",
+)
 CLUSTER_ERRORS = ("RaySystemError", "RpcError", "AuthenticationError")
 
 
@@ -152,8 +174,7 @@ def _preflight(address: str, timeout: float) -> None:
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
-        raise ExecutorUnavailable(f"executor.address {address!r}: expected \"auto\", \"HOST:PORT\" or "
-                                  f"\"ray://HOST:PORT\"")
+        raise ExecutorUnavailable(f'executor.address {address!r}: expected "auto", "HOST:PORT" or "ray://HOST:PORT"')
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
@@ -183,18 +204,24 @@ class RayExecutor:
         self._lost_at = 0.0
 
     # -- connection ---------------------------------------------------------
-    def connect(self) -> "RayExecutor":
+    def connect(self) -> RayExecutor:
         ray = _import_ray()
         address = self.settings.address
         _preflight(address, self.settings.connect_timeout_seconds)
         try:
             if ray.is_initialized():
                 ray.shutdown()
-            ray.init(address=address, namespace=self.settings.namespace, logging_level=logging.WARNING,
-                     log_to_driver=True, ignore_reinit_error=True)
+            ray.init(
+                address=address,
+                namespace=self.settings.namespace,
+                logging_level=logging.WARNING,
+                log_to_driver=True,
+                ignore_reinit_error=True,
+            )
         except Exception as exc:  # noqa: BLE001 - ConnectionError, ValueError (ray:// without ray[client]) ...
-            raise ExecutorUnavailable(f"cannot connect to the Ray cluster at {address}: "
-                                      f"{type(exc).__name__}: {exc}") from None
+            raise ExecutorUnavailable(
+                f"cannot connect to the Ray cluster at {address}: {type(exc).__name__}: {exc}"
+            ) from None
         self.ray = ray
         self.lost = None
         self._needs_check()
@@ -210,15 +237,19 @@ class RayExecutor:
             return
         fits = [n for n in nodes if all(n.get("Resources", {}).get(k, 0) >= v for k, v in need.items() if v)]
         if not fits:
-            log.warning("no node of the Ray cluster has the resources one run needs (%s); runs wait until such a "
-                        "node joins", ", ".join(f"{k}={v:g}" for k, v in need.items() if v))
+            log.warning(
+                "no node of the Ray cluster has the resources one run needs (%s); runs wait until such a node joins",
+                ", ".join(f"{k}={v:g}" for k, v in need.items() if v),
+            )
 
     def describe(self) -> str:
         try:
             total = self.ray.cluster_resources()
             nodes = sum(1 for n in self.ray.nodes() if n.get("Alive"))
-            return (f"Ray cluster {self.settings.address} ({nodes} node(s), {total.get('CPU', 0):g} CPU, "
-                    f"{total.get('GPU', 0):g} GPU)")
+            return (
+                f"Ray cluster {self.settings.address} ({nodes} node(s), {total.get('CPU', 0):g} CPU, "
+                f"{total.get('GPU', 0):g} GPU)"
+            )
         except Exception:  # noqa: BLE001
             return f"Ray cluster {self.settings.address}"
 
@@ -247,8 +278,12 @@ class RayExecutor:
         cfg = task.cfg
         if cfg.path is not None:
             cfg = replace(cfg, path=Path(self.worker_path(cfg.path)))
-        return replace(task, cfg=cfg, parent_weights=self.worker_path(task.parent_weights),
-                       out_weights=self.worker_path(task.out_weights))
+        return replace(
+            task,
+            cfg=cfg,
+            parent_weights=self.worker_path(task.parent_weights),
+            out_weights=self.worker_path(task.out_weights),
+        )
 
     # -- Executor interface -------------------------------------------------
     def free_slots(self) -> int:
@@ -278,13 +313,18 @@ class RayExecutor:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
-                node_id=ray.get_runtime_context().get_node_id(), soft=True)  # events stay beside the daemon
+                node_id=ray.get_runtime_context().get_node_id(), soft=True
+            )  # events stay beside the daemon
         except Exception:  # noqa: BLE001
             pass
         channel = channel_cls.options(**opts).remote()
         s = self.settings
-        ref = run.options(num_cpus=s.num_cpus, num_gpus=s.num_gpus, resources=dict(s.resources) or None,
-                          name=f"piu-run-{task.batch_id}").remote(self._remote_task(task), channel)
+        ref = run.options(
+            num_cpus=s.num_cpus,
+            num_gpus=s.num_gpus,
+            resources=dict(s.resources) or None,
+            name=f"piu-run-{task.batch_id}",
+        ).remote(self._remote_task(task), channel)
         self.runs[task.batch_id] = _Run(task, ref, channel, time.time())
         return f"ray:{s.address}"
 
@@ -296,8 +336,7 @@ class RayExecutor:
         try:
             self._drain_all(out)
             refs = [r.ref for r in self.runs.values()]
-            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0 if out else timeout,
-                                fetch_local=False)
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0 if out else timeout, fetch_local=False)
             if not ready and not out:
                 return out
             ready_set = set(ready)
@@ -323,8 +362,13 @@ class RayExecutor:
             if type(exc).__name__ == "GetTimeoutError":  # busy cluster: try again at the next poll
                 return
             run.channel_ok = False  # its node died; the run's result tells what happened
-            out.append(ExecMessage("event", run.task.batch_id,
-                                   {"phase": "executor", "message": f"progress channel lost: {type(exc).__name__}"}))
+            out.append(
+                ExecMessage(
+                    "event",
+                    run.task.batch_id,
+                    {"phase": "executor", "message": f"progress channel lost: {type(exc).__name__}"},
+                )
+            )
             return
         for kind, batch_id, payload in msgs:
             if kind == "event":
@@ -362,14 +406,17 @@ class RayExecutor:
     def _cluster_lost(self, reason: str, out: list[ExecMessage]) -> None:
         self.lost = reason
         self._lost_at = time.monotonic()
-        log.error("lost the Ray cluster at %s (%s): failing %d running run(s); queued jobs wait",
-                  self.settings.address, reason, len(self.runs))
+        log.error(
+            "lost the Ray cluster at %s (%s): failing %d running run(s); queued jobs wait",
+            self.settings.address,
+            reason,
+            len(self.runs),
+        )
         for batch_id, run in list(self.runs.items()):
             if run.cancelled:
                 out.append(ExecMessage("cancelled", batch_id, "cancelled"))
             else:
-                out.append(ExecMessage("error", batch_id, f"lost the Ray cluster at {self.settings.address}: "
-                                                          f"{reason}"))
+                out.append(ExecMessage("error", batch_id, f"lost the Ray cluster at {self.settings.address}: {reason}"))
         self.runs.clear()
 
     def cancel(self, batch_id: str) -> None:

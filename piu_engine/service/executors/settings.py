@@ -5,6 +5,7 @@ machine (``service.max_parallel``, ``service.devices``). ``kind = "ray"``
 sends each run to a Ray cluster as one task; the daemon stays the only
 owner of the state database and of retries.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ class ExecutorConfig:
         if self.kind not in EXECUTOR_KINDS:
             raise ConfigError(f"{key}.kind: expected one of {', '.join(EXECUTOR_KINDS)}, got {self.kind!r}")
         if not self.address.strip():
-            raise ConfigError(f"{key}.address: must not be empty (use \"auto\" or \"HOST:PORT\")")
+            raise ConfigError(f'{key}.address: must not be empty (use "auto" or "HOST:PORT")')
         if self.num_gpus < 0:
             raise ConfigError(f"{key}.num_gpus: must be >= 0")
         if self.num_cpus < 0:

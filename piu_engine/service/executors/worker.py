@@ -7,6 +7,7 @@ the daemon as plain tuples (over a multiprocessing queue for local workers;
 ``("interrupted", batch_id, "")`` or ``("error", batch_id, message)``.
 The worker never touches the state database.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -16,7 +17,8 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from piu_engine.service.executors.base import RunTask
 
@@ -70,8 +72,8 @@ def execute(task: RunTask, put: Callable[[tuple], Any], should_stop: Callable[[]
         put(("event", task.batch_id, d))
 
     try:
-        from piu_engine.core.config import with_engine
         from piu_engine.common.events import Interrupted
+        from piu_engine.core.config import with_engine
         from piu_engine.core.forget import run_forget
         from piu_engine.core.request import ForgetRequest
 
@@ -79,8 +81,14 @@ def execute(task: RunTask, put: Callable[[tuple], Any], should_stop: Callable[[]
         if task.device:
             cfg = with_engine(cfg, device=task.device)
         request = ForgetRequest(
-            dataset=task.dataset, groups=task.groups, already_forgotten=task.already_forgotten,
-            method=task.method, params=task.params, compare=task.compare, seed=task.seed, preset=task.preset,
+            dataset=task.dataset,
+            groups=task.groups,
+            already_forgotten=task.already_forgotten,
+            method=task.method,
+            params=task.params,
+            compare=task.compare,
+            seed=task.seed,
+            preset=task.preset,
         )
         from pathlib import Path
 
