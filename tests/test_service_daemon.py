@@ -4,6 +4,7 @@ The original model is trained once per module; each test gets a copy of
 that workspace. Every daemon runs in its own session and its whole process
 group is killed at teardown, so no process outlives the tests.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from piu_engine.service.state import StateReader
 
 PIU = [sys.executable, "-m", "piu_engine.cli"]
@@ -26,8 +26,9 @@ pytestmark = pytest.mark.timeout(1200)  # generous: these tests must also pass o
 
 
 def piu(ws: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*PIU, "--config", str(ws / "config.toml"), *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [*PIU, "--config", str(ws / "config.toml"), *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def set_service(ws: Path, **values) -> None:
@@ -65,8 +66,12 @@ class DaemonProc:
         n = len(list(ws.glob("daemon-*.log")))
         self.log_path = ws / f"daemon-{n}.log"
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([*PIU, "--config", str(ws / "config.toml"), command], stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [*PIU, "--config", str(ws / "config.toml"), command],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     @property
     def pid(self) -> int:
@@ -160,8 +165,15 @@ def drop(ws: Path, name: str, doc) -> Path:
 
 
 def manifest(rid: str, *ids: str, **extra) -> dict:
-    return {"request_id": rid, "dataset": "synthetic", "identities": list(ids), "params": {"epochs": 1},
-            "requested_by": "Data Protection Office", "reason": f"erasure request {rid}", **extra}
+    return {
+        "request_id": rid,
+        "dataset": "synthetic",
+        "identities": list(ids),
+        "params": {"epochs": 1},
+        "requested_by": "Data Protection Office",
+        "reason": f"erasure request {rid}",
+        **extra,
+    }
 
 
 def daemon_up(ws: Path, d: DaemonProc) -> None:
@@ -184,7 +196,6 @@ def done_or_failed(ws: Path, job_id: str):
 # ------------------------------------------------------------------------------------------
 def test_drop_manifest_gives_new_version_report_and_lineage(ws, daemons):
     import torch
-
     from piu_engine.common.fsio import sha256_file
 
     d = daemons(ws)
@@ -267,7 +278,8 @@ def test_bad_manifests_are_rejected_with_reasons_and_daemon_keeps_serving(ws, da
         drop(ws, name, doc)
     (ws / "jobs/link.json").symlink_to(good_elsewhere)
     (ws / "jobs/dir.json").mkdir()
-    expected = {**{n: e for n, (_, e) in corpus.items()}, "link.json": "symbolic link", "dir.json": "not a regular file"}
+    expected = {n: e for n, (_, e) in corpus.items()}
+    expected.update({"link.json": "symbolic link", "dir.json": "not a regular file"})
 
     def all_rejected():
         return all((ws / "jobs/rejected" / f"{n}.error.txt").exists() for n in expected)
@@ -400,8 +412,10 @@ def test_200_manifests_at_once_are_all_accounted_for_and_coalesced(ws, daemons, 
                 c = r.counts()
         except FileNotFoundError:
             return False
-        return (c["done"] + c["failed"] + c["rejected"] + c["cancelled"] >= 200
-                and len(list((ws / "jobs/done").iterdir())) >= 200)  # reports follow the DB commit
+        return (
+            c["done"] + c["failed"] + c["rejected"] + c["cancelled"] >= 200
+            and len(list((ws / "jobs/done").iterdir())) >= 200
+        )  # reports follow the DB commit
 
     wait_for(finished, 240, "200 jobs and their reports", d)
     with reader(ws) as r:
