@@ -5,13 +5,21 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test venv bench-all clean
+.PHONY: run test check venv bench-all clean
 
 run: $(STAMP)
 	$(BIN)/piu bench --out results/bench.json
 
-test: $(STAMP)
+test: $(STAMP) check
 	$(BIN)/python -m pytest -q
+
+# The architecture and the code's shape, before the suite: import contracts
+# (layers, no ML stack in the light clients), lint, format and types.
+check: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 venv: $(STAMP)
 

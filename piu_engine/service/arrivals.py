@@ -8,6 +8,7 @@ moment, so the daemon takes them at once instead of waiting
 ``service.settle_seconds``. A file that changed since, any other file, and
 every file when no watcher runs still waits for the settle rule.
 """
+
 from __future__ import annotations
 
 import json

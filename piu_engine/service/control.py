@@ -5,13 +5,15 @@ to take the workspace lock itself (no daemon running: it applies the change
 directly); otherwise it drops ``jobs/.control/ID.req.json`` atomically and
 waits for the daemon's ``ID.res.json``.
 """
+
 from __future__ import annotations
 
 import json
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from piu_engine.service.fsutil import write_private
 from piu_engine.service.workspace import InstanceLock, Workspace, WorkspaceBusy
@@ -55,8 +57,9 @@ def sweep(control_dir: Path, older_than: float, now: float | None = None) -> lis
     return removed
 
 
-def call(ws: Workspace, op: str, args: dict[str, Any],
-         direct: Callable[[str, dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+def call(
+    ws: Workspace, op: str, args: dict[str, Any], direct: Callable[[str, dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
     """Apply ``op`` directly under the lock, or through the running daemon."""
     lock = InstanceLock(ws, role=f"{op} (cli)")
     try:

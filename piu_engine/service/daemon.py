@@ -10,6 +10,7 @@ live in a module of their own: :mod:`.intake` takes manifests,
 run produced, and :mod:`.recovery` reconciles after a crash. SIGTERM asks
 the runs to stop at a step boundary, re-queues them uncharged, and exits 0.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,8 +48,14 @@ EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the executor backend (Ray cluster) cann
 
 
 class Daemon:
-    def __init__(self, cfg: Config, mode: str = "daemon", executor: Executor | None = None,
-                 polling: bool | None = None, lock_wait: float = 3.0):
+    def __init__(
+        self,
+        cfg: Config,
+        mode: str = "daemon",
+        executor: Executor | None = None,
+        polling: bool | None = None,
+        lock_wait: float = 3.0,
+    ):
         self.cfg = cfg
         self.mode = mode
         self.ws = Workspace.from_config(cfg)
@@ -75,8 +82,17 @@ class Daemon:
             registry = Registry(self.ws.models_dir).ensure()
             spool = self.ws.spool().ensure()
             ops = Operations(self.ws, store, registry, spool)
-            self.rt = rt = Runtime(self.cfg, self.ws, store, registry, spool, ops, executor,
-                                   IdentityCache(self.cfg, self.ws.preset), executor.describe())
+            self.rt = rt = Runtime(
+                self.cfg,
+                self.ws,
+                store,
+                registry,
+                spool,
+                ops,
+                executor,
+                IdentityCache(self.cfg, self.ws.preset),
+                executor.describe(),
+            )
             self.results = Results(rt)
             self.scheduler = Scheduler(rt, self.results.handle)
             self.intake = Intake(rt, self.arrivals, self.scheduler.window.arrival)
@@ -85,8 +101,9 @@ class Daemon:
             observer = self._start_observer()  # before saying "running": a file dropped after that is seen
             try:
                 self._heartbeat("running")
-                log.info("piu %s started (pid %d) on %s; spool %s", self.mode, os.getpid(), rt.device_name,
-                         self.ws.jobs_dir)
+                log.info(
+                    "piu %s started (pid %d) on %s; spool %s", self.mode, os.getpid(), rt.device_name, self.ws.jobs_dir
+                )
                 recover(rt, self.intake)
                 code = self.loop()
             finally:
@@ -183,8 +200,12 @@ class Daemon:
 
     def _drained(self) -> bool:
         rt = self.rt
-        return (not rt.store.queued_jobs() and not rt.spool.incoming(0.0)
-                and not control.pending(rt.spool.control) and not rt.batches)
+        return (
+            not rt.store.queued_jobs()
+            and not rt.spool.incoming(0.0)
+            and not control.pending(rt.spool.control)
+            and not rt.batches
+        )
 
     def shutdown(self) -> int:
         rt = self.rt
@@ -205,7 +226,6 @@ class Daemon:
                 return EXIT_SOME_FAILED
         log.info("stopped")
         return EXIT_OK
-
 
 
 def run_service(cfg: Config, mode: str = "daemon", polling: bool | None = None) -> int:

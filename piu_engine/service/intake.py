@@ -4,13 +4,14 @@ Exactly once: a manifest is claimed by an atomic rename, recorded in the
 database, and only then moved to its final place; a claimed file found at
 start-up is finished from what the database says about it.
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from piu_engine.service.arrivals import Arrivals
 from piu_engine.service.jobstate import JobState
@@ -68,14 +69,22 @@ class Intake:
             self._ensured.add(manifest.dataset)
         forgotten = {r.identity: r.version for r in rt.store.identities(manifest.dataset, forgotten_only=True)}
         status = {
-            i: (("already_forgotten", info.images_per_identity.get(i), forgotten[i]) if i in forgotten
-                else ("requested", info.images_per_identity.get(i), None))
+            i: (
+                ("already_forgotten", info.images_per_identity.get(i), forgotten[i])
+                if i in forgotten
+                else ("requested", info.images_per_identity.get(i), None)
+            )
             for i in manifest.identities
         }
         rt.store.record_accepted(claimed.name, name, sha or "", manifest, status)
         rt.spool.accept(claimed, manifest.request_id)
-        log.info("accepted %s as %s: %d identities, method %s", name, manifest.request_id,
-                 len(manifest.identities), manifest.method)
+        log.info(
+            "accepted %s as %s: %d identities, method %s",
+            name,
+            manifest.request_id,
+            len(manifest.identities),
+            manifest.method,
+        )
 
     def _check(self, claimed: Path, name: str) -> tuple[str | None, str | None, Manifest | None, list[str]]:
         """(sha256, request id as far as known, manifest, problems) of a claimed file;
@@ -101,6 +110,13 @@ class Intake:
         if seen is not None and seen.id == rid:
             how = "the same content" if manifest.id_derived else "this request_id"
             retry = f", or `piu retry {rid}`" if seen.state in (JobState.FAILED, JobState.CANCELLED) else ""
-            return sha, rid, manifest, [f"request_id {rid!r}: a request with {how} was received before (job is "
-                                        f"{seen.state}); a request is never run twice: use a new request_id{retry}"]
+            return (
+                sha,
+                rid,
+                manifest,
+                [
+                    f"request_id {rid!r}: a request with {how} was received before (job is "
+                    f"{seen.state}); a request is never run twice: use a new request_id{retry}"
+                ],
+            )
         return sha, rid, manifest, []

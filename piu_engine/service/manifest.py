@@ -5,17 +5,19 @@ Reading never follows a symlink, never blocks on a FIFO and never reads more
 than the configured size. Every problem found is reported, not only the
 first, so the error file beside a rejected manifest says exactly what to fix.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from piu_engine.common.errors import ConfigError
 from piu_engine.core.config import Config
@@ -158,7 +160,9 @@ def smuggling_problems(doc: dict[str, Any], known_identities: frozenset[str] = f
 
     def check_name(where: str, value: Any) -> None:
         if isinstance(value, str) and _path_like(value):
-            problems.append(f"{where}: {value!r} looks like a path ('/', '\\', '..', '~' or NUL); a plain name is expected")
+            problems.append(
+                f"{where}: {value!r} looks like a path ('/', '\\', '..', '~' or NUL); a plain name is expected"
+            )
 
     for key in ("request_id", "dataset", "method"):
         check_name(key, doc.get(key))
@@ -212,9 +216,7 @@ def check_manifest(doc: Any, cfg: Config, train_identities: IdentityLookup, max_
     compare = list(doc.get("compare", []))
     params = dict(doc.get("params", {}))
     if dataset not in cfg.datasets:
-        problems.append(
-            f"dataset: unknown dataset {dataset!r}; configured: {', '.join(sorted(cfg.datasets))}"
-        )
+        problems.append(f"dataset: unknown dataset {dataset!r}; configured: {', '.join(sorted(cfg.datasets))}")
     from piu_engine.core.methods.catalog import validate_overrides
 
     try:
@@ -259,10 +261,15 @@ def check_manifest(doc: Any, cfg: Config, train_identities: IdentityLookup, max_
 def manifest_from_dict(d: dict[str, Any]) -> Manifest:
     """Rebuild a manifest stored by the service (already validated)."""
     return Manifest(
-        request_id=d["request_id"], dataset=d["dataset"], identities=tuple(d["identities"]),
-        method=d.get("method", DEFAULT_METHOD), compare=tuple(d.get("compare", ())),
-        params=dict(d.get("params", {})), requested_by=d.get("requested_by", ""),
-        reason=d.get("reason", ""), priority=int(d.get("priority", 0)),
+        request_id=d["request_id"],
+        dataset=d["dataset"],
+        identities=tuple(d["identities"]),
+        method=d.get("method", DEFAULT_METHOD),
+        compare=tuple(d.get("compare", ())),
+        params=dict(d.get("params", {})),
+        requested_by=d.get("requested_by", ""),
+        reason=d.get("reason", ""),
+        priority=int(d.get("priority", 0)),
     )
 
 
@@ -288,8 +295,9 @@ class IdentityCache:
         return int(self.info(dataset).images_per_identity.get(identity, 0))
 
 
-def load_manifest(path: Path, cfg: Config, identities: IdentityLookup, max_bytes: int,
-                  max_forget_share: float) -> tuple[Manifest, bytes]:
+def load_manifest(
+    path: Path, cfg: Config, identities: IdentityLookup, max_bytes: int, max_forget_share: float
+) -> tuple[Manifest, bytes]:
     """Read and check one manifest file; raises :class:`ManifestError`."""
     data = read_manifest_bytes(path, max_bytes)
     return check_manifest(parse_json(data), cfg, identities, max_forget_share), data

@@ -2,12 +2,14 @@
 workspace lock: cancel, retry, register a model, and writing a job's report
 from what the database holds (so a report lost to a crash can be rewritten).
 """
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from piu_engine.service.jobstate import REPORTED_STATES, JobState
 from piu_engine.service.registry import Registry
@@ -43,11 +45,24 @@ class Operations:
         new = self.store.version(dataset, job.version) if job.version is not None else None
         if new is not None and parent is not None and new.version == parent.version:
             new = None  # nothing was run: all identities were already forgotten
-        report = build_report(job, job.state, identities=self.job_identities(job), parent=parent, new=new,
-                              outcome=r.get("outcome"), gate=r.get("gate"), batch=r.get("batch"),
-                              error=job.error, device=r.get("device", ""), note=r.get("note", ""))
-        out = self.spool.finish(job.state, job.id, report_files(report, job.manifest and json.dumps(
-            job.manifest, indent=2, sort_keys=True) + "\n" or "{}\n"))
+        report = build_report(
+            job,
+            job.state,
+            identities=self.job_identities(job),
+            parent=parent,
+            new=new,
+            outcome=r.get("outcome"),
+            gate=r.get("gate"),
+            batch=r.get("batch"),
+            error=job.error,
+            device=r.get("device", ""),
+            note=r.get("note", ""),
+        )
+        out = self.spool.finish(
+            job.state,
+            job.id,
+            report_files(report, job.manifest and json.dumps(job.manifest, indent=2, sort_keys=True) + "\n" or "{}\n"),
+        )
         if job.report_dir != str(out):
             self.store.set_job(job.id, report_dir=str(out))
         return out
@@ -89,9 +104,22 @@ class Operations:
         if job.state not in (JobState.FAILED, JobState.CANCELLED):
             hint = " (fix the manifest and submit it again)" if job.state == JobState.REJECTED else ""
             raise ValueError(f"{job.id} is {job.state}; only failed or cancelled jobs can be retried{hint}")
-        self.store.set_job(job.id, state=JobState.QUEUED, attempts=0, error=None, finished_at=None, version=None,
-                           metrics=None, parent_metrics=None, result=None, seconds=None, sha256=None, phase=None,
-                           progress=None, batch_id=None)
+        self.store.set_job(
+            job.id,
+            state=JobState.QUEUED,
+            attempts=0,
+            error=None,
+            finished_at=None,
+            version=None,
+            metrics=None,
+            parent_metrics=None,
+            result=None,
+            seconds=None,
+            sha256=None,
+            phase=None,
+            progress=None,
+            batch_id=None,
+        )
         for row in self.store.job_identities(job.id):
             if row["status"] == "forgotten":
                 continue
@@ -102,7 +130,11 @@ class Operations:
         dataset = str(args["dataset"])
         self.ws.cfg.dataset(dataset)
         staged = self.registry.incoming / Path(str(args["file"])).name
-        row = self.registry.register(self.store, dataset, staged, str(args["sha256"]), str(args["source"]),
-                                     args.get("metrics") or {})
-        return {"message": f"registered {dataset} version {row.version} ({row.source}), sha256 {row.sha256}",
-                "version": row.version, "sha256": row.sha256}
+        row = self.registry.register(
+            self.store, dataset, staged, str(args["sha256"]), str(args["source"]), args.get("metrics") or {}
+        )
+        return {
+            "message": f"registered {dataset} version {row.version} ({row.source}), sha256 {row.sha256}",
+            "version": row.version,
+            "sha256": row.sha256,
+        }

@@ -1,5 +1,6 @@
 """Start-up recovery: reconcile the database, the model folders and ``jobs/``
 after a crash, kill -9 or power loss, before any new work is taken."""
+
 from __future__ import annotations
 
 import logging
@@ -15,9 +16,12 @@ def recover(rt: Runtime, intake: Intake) -> None:
     store, limit = rt.store, rt.settings.max_attempts
     for job in store.jobs((JobState.RUNNING,)):
         if job.attempts >= limit:
-            rt.end(job.id, JobState.FAILED,
-                   f"gave up after {job.attempts} attempt(s) (service.max_attempts = {limit}): "
-                   f"the service stopped while the job was running (crash, kill -9 or power loss)")
+            rt.end(
+                job.id,
+                JobState.FAILED,
+                f"gave up after {job.attempts} attempt(s) (service.max_attempts = {limit}): "
+                f"the service stopped while the job was running (crash, kill -9 or power loss)",
+            )
         else:
             log.info("re-queueing %s: the service stopped during attempt %d", job.id, job.attempts)
             store.set_job(job.id, state=JobState.QUEUED, phase=None, progress=None)

@@ -8,6 +8,7 @@ the version row plus the current pointer written in one transaction. A crash
 at any point leaves at worst an orphan file, which start-up removes: the
 current pointer never names a partial model.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,7 @@ class Registry:
         self.staging = self.root / ".staging"  # runs in progress; cleared at daemon start-up
         self.incoming = self.root / ".incoming"  # `piu train` / `piu model import` output awaiting registration
 
-    def ensure(self) -> "Registry":
+    def ensure(self) -> Registry:
         private_dirs(self.root)
         private_dirs(self.staging)
         private_dirs(self.incoming)
@@ -57,8 +58,9 @@ class Registry:
         move(staged, dst)
         return rel
 
-    def register(self, store: StateStore, dataset: str, staged: Path, sha256: str, source: str,
-                 metrics: dict | None = None) -> VersionRow:
+    def register(
+        self, store: StateStore, dataset: str, staged: Path, sha256: str, source: str, metrics: dict | None = None
+    ) -> VersionRow:
         """Register a staged checkpoint as version 0 of ``dataset`` (train or import)."""
         current = store.current_version(dataset)
         if current is not None:

@@ -14,18 +14,18 @@ Only complete ``*.json`` files are taken: not hidden, and either known whole
 (renamed in, or closed and parsable: see :mod:`.arrivals`) or unchanged for
 ``settle_seconds`` (so even a writer that does not rename is read whole).
 """
+
 from __future__ import annotations
 
 import os
 import secrets
 import stat
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 from piu_engine.service.fsutil import FILE_MODE, move, private_dirs, write_private
 from piu_engine.service.jobstate import REPORTED_STATES
-
 
 
 class Spool:
@@ -36,15 +36,25 @@ class Spool:
         self.accepted = self.root / "accepted"
         self.rejected = self.root / "rejected"
 
-    def ensure(self) -> "Spool":
-        for d in (self.root, self.claimed, self.control, self.accepted, self.rejected,
-                  *(self.root / t for t in REPORTED_STATES)):
+    def ensure(self) -> Spool:
+        for d in (
+            self.root,
+            self.claimed,
+            self.control,
+            self.accepted,
+            self.rejected,
+            *(self.root / t for t in REPORTED_STATES),
+        ):
             private_dirs(d)
         return self
 
     # -- incoming -------------------------------------------------------
-    def incoming(self, settle_seconds: float = 0.0, now: float | None = None,
-                 whole: Callable[[str, os.stat_result], bool] | None = None) -> list[Path]:
+    def incoming(
+        self,
+        settle_seconds: float = 0.0,
+        now: float | None = None,
+        whole: Callable[[str, os.stat_result], bool] | None = None,
+    ) -> list[Path]:
         """Complete ``*.json`` files waiting in the spool, oldest first.
 
         ``whole(path, stat)`` may vouch for a file that has not settled yet.

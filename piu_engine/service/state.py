@@ -6,6 +6,7 @@ CLI command while no daemon runs) writes, through :class:`StateStore`.
 Everyone else, the TUI included, reads through :class:`StateReader`, which
 opens the file read-only (``mode=ro``) and returns typed rows.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,11 @@ import os
 import socket
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from piu_engine.common import jsonout
 from piu_engine.service.fsutil import FILE_MODE, private_dirs
@@ -141,18 +143,37 @@ class JobRow:
     manifest: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_row(cls, r: sqlite3.Row) -> "JobRow":
+    def from_row(cls, r: sqlite3.Row) -> JobRow:
         return cls(
-            id=r["id"], request_id=r["request_id"], state=JobState(r["state"]), dataset=r["dataset"],
-            method=r["method"], params=_loads(r["params"], {}), compare=_loads(r["compare"], []),
-            identities=_loads(r["identities"], []), requested_by=r["requested_by"] or "",
-            reason=r["reason"] or "", priority=r["priority"], file_name=r["file_name"],
-            created_at=r["created_at"], updated_at=r["updated_at"], started_at=r["started_at"],
-            finished_at=r["finished_at"], attempts=r["attempts"], batch_id=r["batch_id"],
-            parent_version=r["parent_version"], version=r["version"], phase=r["phase"],
-            progress=r["progress"], metrics=_loads(r["metrics"], {}),
-            parent_metrics=_loads(r["parent_metrics"], {}), result=_loads(r["result"], {}),
-            seconds=r["seconds"], sha256=r["sha256"], error=r["error"], report_dir=r["report_dir"],
+            id=r["id"],
+            request_id=r["request_id"],
+            state=JobState(r["state"]),
+            dataset=r["dataset"],
+            method=r["method"],
+            params=_loads(r["params"], {}),
+            compare=_loads(r["compare"], []),
+            identities=_loads(r["identities"], []),
+            requested_by=r["requested_by"] or "",
+            reason=r["reason"] or "",
+            priority=r["priority"],
+            file_name=r["file_name"],
+            created_at=r["created_at"],
+            updated_at=r["updated_at"],
+            started_at=r["started_at"],
+            finished_at=r["finished_at"],
+            attempts=r["attempts"],
+            batch_id=r["batch_id"],
+            parent_version=r["parent_version"],
+            version=r["version"],
+            phase=r["phase"],
+            progress=r["progress"],
+            metrics=_loads(r["metrics"], {}),
+            parent_metrics=_loads(r["parent_metrics"], {}),
+            result=_loads(r["result"], {}),
+            seconds=r["seconds"],
+            sha256=r["sha256"],
+            error=r["error"],
+            report_dir=r["report_dir"],
             manifest=_loads(r["manifest"], {}),
         )
 
@@ -171,12 +192,22 @@ class JobRow:
         metrics = {k: self.metrics.get(k) for k in self.STATUS_METRICS}
         metrics["seconds"] = self.seconds
         return {
-            "id": self.id, "request_id": self.request_id, "state": self.state,
-            "dataset": self.dataset, "identities": self.identities, "method": self.method,
-            "priority": self.priority, "attempts": self.attempts,
+            "id": self.id,
+            "request_id": self.request_id,
+            "state": self.state,
+            "dataset": self.dataset,
+            "identities": self.identities,
+            "method": self.method,
+            "priority": self.priority,
+            "attempts": self.attempts,
             "progress": {"phase": self.phase, "fraction": self.progress},
-            "metrics": metrics, "gate": self.gate, "parent_version": self.parent_version, "version": self.version,
-            "created_at": self.created_at, "finished_at": self.finished_at, "error": self.error,
+            "metrics": metrics,
+            "gate": self.gate,
+            "parent_version": self.parent_version,
+            "version": self.version,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+            "error": self.error,
             "report_dir": self.report_dir,
         }
 
@@ -214,12 +245,21 @@ class VersionRow:
     current: bool = False
 
     @classmethod
-    def from_row(cls, r: sqlite3.Row, current: int | None = None) -> "VersionRow":
+    def from_row(cls, r: sqlite3.Row, current: int | None = None) -> VersionRow:
         return cls(
-            dataset=r["dataset"], version=r["version"], parent=r["parent"], created_at=r["created_at"],
-            sha256=r["sha256"], path=r["path"], source=r["source"], method=r["method"],
-            job_ids=_loads(r["job_ids"], []), forgotten=_loads(r["forgotten"], []),
-            metrics=_loads(r["metrics"], {}), pruned=bool(r["pruned"]), current=r["version"] == current,
+            dataset=r["dataset"],
+            version=r["version"],
+            parent=r["parent"],
+            created_at=r["created_at"],
+            sha256=r["sha256"],
+            path=r["path"],
+            source=r["source"],
+            method=r["method"],
+            job_ids=_loads(r["job_ids"], []),
+            forgotten=_loads(r["forgotten"], []),
+            metrics=_loads(r["metrics"], {}),
+            pruned=bool(r["pruned"]),
+            current=r["version"] == current,
         )
 
 
@@ -268,8 +308,9 @@ class _Queries:
         return [JobRow.from_row(r) for r in self.conn.execute(sql, args)]
 
     def job(self, job_id: str) -> JobRow | None:
-        r = self.conn.execute("SELECT * FROM jobs WHERE id = ? OR (request_id = ? AND state != 'rejected')",
-                              (job_id, job_id)).fetchone()
+        r = self.conn.execute(
+            "SELECT * FROM jobs WHERE id = ? OR (request_id = ? AND state != 'rejected')", (job_id, job_id)
+        ).fetchone()
         return JobRow.from_row(r) if r else None
 
     def counts(self) -> dict[str, int]:
@@ -283,28 +324,43 @@ class _Queries:
             "SELECT * FROM events WHERE batch_id = ? AND id > ? ORDER BY id LIMIT ?", (batch_id, since_id, limit)
         )
         return [
-            EventRow(id=r["id"], batch_id=r["batch_id"], ts=r["ts"], phase=r["phase"] or "", epoch=r["epoch"] or 0,
-                     epochs=r["epochs"] or 0, step=r["step"] or 0, steps=r["steps"] or 0, loss=r["loss"],
-                     fraction=r["fraction"] or 0.0, message=r["message"] or "", metrics=_loads(r["metrics"], {}))
+            EventRow(
+                id=r["id"],
+                batch_id=r["batch_id"],
+                ts=r["ts"],
+                phase=r["phase"] or "",
+                epoch=r["epoch"] or 0,
+                epochs=r["epochs"] or 0,
+                step=r["step"] or 0,
+                steps=r["steps"] or 0,
+                loss=r["loss"],
+                fraction=r["fraction"] or 0.0,
+                message=r["message"] or "",
+                metrics=_loads(r["metrics"], {}),
+            )
             for r in rows
         ]
 
     def job_identities(self, job_id: str) -> list[dict[str, Any]]:
         rows = self.conn.execute(
-            "SELECT identity, images, status, version FROM job_identities WHERE job_id = ? ORDER BY identity",
-            (job_id,))
+            "SELECT identity, images, status, version FROM job_identities WHERE job_id = ? ORDER BY identity", (job_id,)
+        )
         return [dict(r) for r in rows]
 
     def forgotten_in(self, dataset: str, identity: str) -> int | None:
         """The model version in which ``identity`` was forgotten, if it was."""
-        r = self.conn.execute("SELECT version FROM identities WHERE dataset = ? AND identity = ? AND "
-                              "state = 'forgotten'", (dataset, identity)).fetchone()
+        r = self.conn.execute(
+            "SELECT version FROM identities WHERE dataset = ? AND identity = ? AND state = 'forgotten'",
+            (dataset, identity),
+        ).fetchone()
         return r[0] if r else None
 
     def current_version(self, dataset: str) -> VersionRow | None:
         r = self.conn.execute(
             "SELECT v.* FROM versions v JOIN current c ON c.dataset = v.dataset AND c.version = v.version "
-            "WHERE c.dataset = ?", (dataset,)).fetchone()
+            "WHERE c.dataset = ?",
+            (dataset,),
+        ).fetchone()
         return VersionRow.from_row(r, r["version"]) if r else None
 
     def version(self, dataset: str, version: int) -> VersionRow | None:
@@ -326,9 +382,14 @@ class _Queries:
         return [r[0] for r in self.conn.execute("SELECT dataset FROM current ORDER BY dataset")]
 
     def identities(self, dataset: str, forgotten_only: bool = False) -> list[IdentityRow]:
-        requested = {r[0] for r in self.conn.execute(
-            "SELECT ji.identity FROM job_identities ji JOIN jobs j ON j.id = ji.job_id "
-            "WHERE j.dataset = ? AND j.state IN ('queued', 'running')", (dataset,))}
+        requested = {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT ji.identity FROM job_identities ji JOIN jobs j ON j.id = ji.job_id "
+                "WHERE j.dataset = ? AND j.state IN ('queued', 'running')",
+                (dataset,),
+            )
+        }
         sql = "SELECT * FROM identities WHERE dataset = ?"
         if forgotten_only:
             sql += " AND state = 'forgotten'"
@@ -337,17 +398,34 @@ class _Queries:
             state = r["state"]
             if state == "present" and r["identity"] in requested:
                 state = "requested"
-            out.append(IdentityRow(dataset=r["dataset"], identity=r["identity"], images=r["images"], state=state,
-                                   job_id=r["job_id"], version=r["version"], forgotten_at=r["forgotten_at"]))
+            out.append(
+                IdentityRow(
+                    dataset=r["dataset"],
+                    identity=r["identity"],
+                    images=r["images"],
+                    state=state,
+                    job_id=r["job_id"],
+                    version=r["version"],
+                    forgotten_at=r["forgotten_at"],
+                )
+            )
         return out
 
     def heartbeat(self) -> Heartbeat | None:
         r = self.conn.execute("SELECT * FROM heartbeat WHERE id = 1").fetchone()
         if not r:
             return None
-        return Heartbeat(pid=r["pid"], host=r["host"], mode=r["mode"], device=r["device"] or "", state=r["state"],
-                         started_at=r["started_at"], updated_at=r["updated_at"], queued=r["queued"] or 0,
-                         running=r["running"] or 0)
+        return Heartbeat(
+            pid=r["pid"],
+            host=r["host"],
+            mode=r["mode"],
+            device=r["device"] or "",
+            state=r["state"],
+            started_at=r["started_at"],
+            updated_at=r["updated_at"],
+            queued=r["queued"] or 0,
+            running=r["running"] or 0,
+        )
 
 
 class StateMissing(FileNotFoundError):
@@ -387,7 +465,7 @@ class StateReader(_Queries):
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> "StateReader":
+    def __enter__(self) -> StateReader:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -441,39 +519,67 @@ class StateStore(_Queries):
     def request_by_claim(self, claimed_name: str) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM requests WHERE claimed_name = ?", (claimed_name,)).fetchone()
 
-    def record_rejected(self, claimed_name: str, file_name: str, sha256: str | None, problems: list[str],
-                        request_id: str | None = None) -> str:
+    def record_rejected(
+        self, claimed_name: str, file_name: str, sha256: str | None, problems: list[str], request_id: str | None = None
+    ) -> str:
         now = time.time()
         with self.tx() as c:
             cur = c.execute(
                 "INSERT INTO requests (claimed_name, file_name, sha256, received_at, outcome, error) "
-                "VALUES (?, ?, ?, ?, 'rejected', ?)", (claimed_name, file_name, sha256, now, "\n".join(problems)))
+                "VALUES (?, ?, ?, ?, 'rejected', ?)",
+                (claimed_name, file_name, sha256, now, "\n".join(problems)),
+            )
             job_id = f"rejected-{cur.lastrowid}"
             c.execute("UPDATE requests SET job_id = ? WHERE id = ?", (job_id, cur.lastrowid))
             c.execute(
                 "INSERT INTO jobs (id, request_id, state, file_name, created_at, updated_at, finished_at, error, "
                 "identities, params, compare) VALUES (?, ?, 'rejected', ?, ?, ?, ?, ?, '[]', '{}', '[]')",
-                (job_id, request_id, file_name, now, now, now, "\n".join(problems)))
+                (job_id, request_id, file_name, now, now, now, "\n".join(problems)),
+            )
         return job_id
 
-    def record_accepted(self, claimed_name: str, file_name: str, sha256: str, manifest: Any,
-                        identity_status: dict[str, tuple[str, int | None, int | None]]) -> str:
+    def record_accepted(
+        self,
+        claimed_name: str,
+        file_name: str,
+        sha256: str,
+        manifest: Any,
+        identity_status: dict[str, tuple[str, int | None, int | None]],
+    ) -> str:
         """Insert a queued job; ``identity_status``: identity -> (status, images, version)."""
         now = time.time()
         m = manifest
         with self.tx() as c:
             c.execute(
                 "INSERT INTO requests (claimed_name, file_name, sha256, received_at, outcome, job_id) "
-                "VALUES (?, ?, ?, ?, 'accepted', ?)", (claimed_name, file_name, sha256, now, m.request_id))
+                "VALUES (?, ?, ?, ?, 'accepted', ?)",
+                (claimed_name, file_name, sha256, now, m.request_id),
+            )
             c.execute(
                 "INSERT INTO jobs (id, request_id, state, dataset, method, params, compare, identities, requested_by, "
                 "reason, priority, manifest, file_name, created_at, updated_at) "
                 "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (m.request_id, m.request_id, m.dataset, m.method, _dumps(m.params), _dumps(list(m.compare)),
-                 _dumps(list(m.identities)), m.requested_by, m.reason, m.priority, m.to_json(), file_name, now, now))
+                (
+                    m.request_id,
+                    m.request_id,
+                    m.dataset,
+                    m.method,
+                    _dumps(m.params),
+                    _dumps(list(m.compare)),
+                    _dumps(list(m.identities)),
+                    m.requested_by,
+                    m.reason,
+                    m.priority,
+                    m.to_json(),
+                    file_name,
+                    now,
+                    now,
+                ),
+            )
             for ident, (status, images, version) in identity_status.items():
-                c.execute("INSERT INTO job_identities VALUES (?, ?, ?, ?, ?)",
-                          (m.request_id, ident, images, status, version))
+                c.execute(
+                    "INSERT INTO job_identities VALUES (?, ?, ?, ?, ?)", (m.request_id, ident, images, status, version)
+                )
         return m.request_id
 
     def job_exists(self, job_id: str) -> bool:
@@ -494,8 +600,10 @@ class StateStore(_Queries):
 
     def set_identity_status(self, job_id: str, identity: str, status: str, version: int | None) -> None:
         with self.tx() as c:
-            c.execute("UPDATE job_identities SET status = ?, version = ? WHERE job_id = ? AND identity = ?",
-                      (status, version, job_id, identity))
+            c.execute(
+                "UPDATE job_identities SET status = ?, version = ? WHERE job_id = ? AND identity = ?",
+                (status, version, job_id, identity),
+            )
 
     # -- batches and events ---------------------------------------------
     def start_batch(self, batch_id: str, jobs: list[JobRow], parent_version: int, device: str) -> None:
@@ -505,18 +613,31 @@ class StateStore(_Queries):
             c.execute(
                 "INSERT INTO batches (id, dataset, parent_version, method, params, compare, job_ids, state, device, "
                 "started_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
-                (batch_id, j0.dataset, parent_version, j0.method, _dumps(j0.params), _dumps(j0.compare),
-                 _dumps([j.id for j in jobs]), device, now))
+                (
+                    batch_id,
+                    j0.dataset,
+                    parent_version,
+                    j0.method,
+                    _dumps(j0.params),
+                    _dumps(j0.compare),
+                    _dumps([j.id for j in jobs]),
+                    device,
+                    now,
+                ),
+            )
             for j in jobs:
                 c.execute(
                     "UPDATE jobs SET state = 'running', attempts = attempts + 1, batch_id = ?, parent_version = ?, "
                     "started_at = ?, updated_at = ?, phase = 'starting', progress = 0, error = NULL WHERE id = ?",
-                    (batch_id, parent_version, now, now, j.id))
+                    (batch_id, parent_version, now, now, j.id),
+                )
 
     def end_batch(self, batch_id: str, state: str, error: str | None = None) -> None:
         with self.tx() as c:
-            c.execute("UPDATE batches SET state = ?, finished_at = ?, error = ? WHERE id = ?",
-                      (state, time.time(), error, batch_id))
+            c.execute(
+                "UPDATE batches SET state = ?, finished_at = ?, error = ? WHERE id = ?",
+                (state, time.time(), error, batch_id),
+            )
 
     def set_batch_device(self, batch_id: str, device: str) -> None:
         with self.tx() as c:
@@ -534,12 +655,26 @@ class StateStore(_Queries):
         now = time.time()
         with self.tx() as c:
             c.execute(
-                "INSERT INTO events (batch_id, ts, phase, epoch, epochs, step, steps, loss, fraction, message, metrics) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (batch_id, now, ev.get("phase"), ev.get("epoch"), ev.get("epochs"), ev.get("step"), ev.get("steps"),
-                 ev.get("loss"), fraction, ev.get("message", ""), _dumps(ev.get("metrics") or {})))
-            c.execute("UPDATE jobs SET phase = ?, progress = ?, updated_at = ? WHERE batch_id = ? AND state = 'running'",
-                      (ev.get("phase"), fraction, now, batch_id))
+                "INSERT INTO events (batch_id, ts, phase, epoch, epochs, step, steps, loss, fraction, message, "
+                "metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    batch_id,
+                    now,
+                    ev.get("phase"),
+                    ev.get("epoch"),
+                    ev.get("epochs"),
+                    ev.get("step"),
+                    ev.get("steps"),
+                    ev.get("loss"),
+                    fraction,
+                    ev.get("message", ""),
+                    _dumps(ev.get("metrics") or {}),
+                ),
+            )
+            c.execute(
+                "UPDATE jobs SET phase = ?, progress = ?, updated_at = ? WHERE batch_id = ? AND state = 'running'",
+                (ev.get("phase"), fraction, now, batch_id),
+            )
 
     # -- identities and versions -----------------------------------------
     def ensure_identities(self, dataset: str, images: dict[str, int]) -> None:
@@ -547,27 +682,54 @@ class StateStore(_Queries):
         if have >= len(images):
             return
         with self.tx() as c:
-            c.executemany("INSERT OR IGNORE INTO identities (dataset, identity, images, state) VALUES (?, ?, ?, 'present')",
-                          [(dataset, i, n) for i, n in images.items()])
+            c.executemany(
+                "INSERT OR IGNORE INTO identities (dataset, identity, images, state) VALUES (?, ?, ?, 'present')",
+                [(dataset, i, n) for i, n in images.items()],
+            )
 
     def next_version(self, dataset: str) -> int:
         r = self.conn.execute("SELECT MAX(version) FROM versions WHERE dataset = ?", (dataset,)).fetchone()
         return 0 if r[0] is None else r[0] + 1
 
-    def add_version(self, dataset: str, version: int, parent: int | None, sha256: str, path: str, source: str,
-                    method: str | None, job_ids: list[str], forgotten: list[str], metrics: dict[str, Any],
-                    make_current: bool = True) -> None:
+    def add_version(
+        self,
+        dataset: str,
+        version: int,
+        parent: int | None,
+        sha256: str,
+        path: str,
+        source: str,
+        method: str | None,
+        job_ids: list[str],
+        forgotten: list[str],
+        metrics: dict[str, Any],
+        make_current: bool = True,
+    ) -> None:
         now = time.time()
         with self.tx() as c:
             c.execute(
                 "INSERT INTO versions (dataset, version, parent, created_at, sha256, path, source, method, job_ids, "
                 "forgotten, metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (dataset, version, parent, now, sha256, path, source, method, _dumps(job_ids), _dumps(forgotten),
-                 _dumps(metrics)))
+                (
+                    dataset,
+                    version,
+                    parent,
+                    now,
+                    sha256,
+                    path,
+                    source,
+                    method,
+                    _dumps(job_ids),
+                    _dumps(forgotten),
+                    _dumps(metrics),
+                ),
+            )
             if make_current:
-                c.execute("INSERT INTO current (dataset, version, updated_at) VALUES (?, ?, ?) "
-                          "ON CONFLICT(dataset) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
-                          (dataset, version, now))
+                c.execute(
+                    "INSERT INTO current (dataset, version, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT(dataset) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
+                    (dataset, version, now),
+                )
 
     def mark_forgotten(self, dataset: str, identities: dict[str, str], version: int) -> None:
         """``identities``: identity -> job that forgot it."""
@@ -578,7 +740,9 @@ class StateStore(_Queries):
                     "INSERT INTO identities (dataset, identity, state, job_id, version, forgotten_at) "
                     "VALUES (?, ?, 'forgotten', ?, ?, ?) ON CONFLICT(dataset, identity) DO UPDATE SET "
                     "state = 'forgotten', job_id = excluded.job_id, version = excluded.version, "
-                    "forgotten_at = excluded.forgotten_at", (dataset, ident, job_id, version, now))
+                    "forgotten_at = excluded.forgotten_at",
+                    (dataset, ident, job_id, version, now),
+                )
 
     def set_pruned(self, dataset: str, version: int) -> None:
         with self.tx() as c:
@@ -594,5 +758,15 @@ class StateStore(_Queries):
                 "host = excluded.host, mode = excluded.mode, device = excluded.device, state = excluded.state, "
                 "started_at = excluded.started_at, updated_at = excluded.updated_at, queued = excluded.queued, "
                 "running = excluded.running",
-                (os.getpid(), socket.gethostname(), mode, device, state, started_at, time.time(),
-                 counts["queued"], counts["running"]))
+                (
+                    os.getpid(),
+                    socket.gethostname(),
+                    mode,
+                    device,
+                    state,
+                    started_at,
+                    time.time(),
+                    counts["queued"],
+                    counts["running"],
+                ),
+            )

@@ -4,6 +4,7 @@ A workspace is a folder with ``config.toml``; its ``[service]`` section
 (defaults when absent) names the spool, state and model folders, relative
 to the config file.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,7 @@ class Workspace:
     models_dir: Path
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "Workspace":
+    def from_config(cls, cfg: Config) -> Workspace:
         s = service_config(cfg)
         return cls(cfg, s, cfg.resolve(s.jobs_dir), cfg.resolve(s.state_dir), cfg.resolve(s.models_dir))
 
@@ -52,7 +53,7 @@ class Workspace:
     def spool(self) -> Spool:
         return Spool(self.jobs_dir)
 
-    def ensure(self) -> "Workspace":
+    def ensure(self) -> Workspace:
         private_dirs(self.state_dir)
         private_dirs(self.models_dir)
         self.spool().ensure()
@@ -83,7 +84,7 @@ class InstanceLock:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.get("started", 0)))
         return f"`piu {info.get('role', '?')}` (pid {info.get('pid', '?')}, since {started})"
 
-    def acquire(self, wait: float = 0.0) -> "InstanceLock":
+    def acquire(self, wait: float = 0.0) -> InstanceLock:
         try:
             self.lock.acquire(timeout=wait)
         except Timeout:
@@ -97,7 +98,7 @@ class InstanceLock:
     def release(self) -> None:
         self.lock.release()
 
-    def __enter__(self) -> "InstanceLock":
+    def __enter__(self) -> InstanceLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
