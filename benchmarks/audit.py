@@ -41,10 +41,21 @@ import _common
 REPORT_SEED0 = 100
 DEV_SEEDS = (0, 1, 2)
 BASE_METHODS = ("original", "retrain", "piu-fr")
-KEYS = ("flagged", "audit_auc", "test_acc", "mia", "gap_to_retrain", "seconds", "holdout_flagged", "audit_seconds")
+KEYS = (
+    "flagged",
+    "audit_auc",
+    "auc_recognisable",
+    "test_acc",
+    "mia",
+    "gap_to_retrain",
+    "seconds",
+    "holdout_flagged",
+    "audit_seconds",
+)
 TABLE = (
     ("flagged", "flagged", 3),
     ("audit_auc", "audit AUC", 3),
+    ("auc_recognisable", "AUC z>", 3),
     ("test_acc", "test acc", 3),
     ("mia", "MIA", 3),
     ("gap_to_retrain", "gap to retrain", 3),
@@ -132,6 +143,7 @@ class Runner:
             "conspicuously_forgotten": s.forgotten_fraction,
             "audit_auc": s.auc,
             "audit_auc_ci": s.auc_ci,
+            "auc_recognisable": s.auc_recognisable,
             "tpr_at_1pct_fpr": s.tpr_at_low_fpr,
             "holdout_flagged": result.holdout.flagged_fraction if result.holdout else None,
             "gap_to_retrain": gap_to_retrain(metrics, retrain) if retrain else None,
@@ -243,7 +255,10 @@ def paired_to_retrain(rows: list[dict]) -> dict:
         b = base.get((r["scenario"], r["seed"], r.get("step")))
         if r["method"] == "retrain" or b is None:
             continue
-        d = out.setdefault((r["scenario"], r["method"]), {k: [] for k in ("flagged", "audit_auc", "test_acc", "mia")})
+        d = out.setdefault(
+            (r["scenario"], r["method"]),
+            {k: [] for k in ("flagged", "audit_auc", "auc_recognisable", "test_acc", "mia")},
+        )
         for k in d:
             if r.get(k) is not None and b.get(k) is not None:
                 d[k].append(r[k] - b[k])
@@ -326,12 +341,12 @@ def main() -> None:
     _common.print_table(["scenario", "method", *[h for _, h, _ in TABLE]], table, title)
     print()
     ptable = [
-        [s, m, *[fmt_paired(p[k]) for k in ("flagged", "audit_auc", "test_acc", "mia")]]
+        [s, m, *[fmt_paired(p[k]) for k in ("flagged", "audit_auc", "auc_recognisable", "test_acc", "mia")]]
         for (s, m), p in pairs.items()
         if s != "lineage"
     ]
     _common.print_table(
-        ["scenario", "method", "Δ flagged", "Δ audit AUC", "Δ test acc", "Δ MIA"],
+        ["scenario", "method", "Δ flagged", "Δ audit AUC", "Δ AUC z>", "Δ test acc", "Δ MIA"],
         ptable,
         "Paired difference to retrain (method - retrain), mean [95% t-interval over seeds]",
     )
@@ -382,15 +397,18 @@ def main() -> None:
     o, r = summary.get((big_name, "original")), summary.get((big_name, "retrain"))
     if o and r:
         p = pairs.get((big_name, "original"), {})
+        keys = ("flagged", "audit_auc", "auc_recognisable")
         checks["original_vs_retrain"] = {
-            "original": {k: o[k] for k in ("flagged", "audit_auc")},
-            "retrain": {k: r[k] for k in ("flagged", "audit_auc")},
-            "paired": {k: p.get(k) for k in ("flagged", "audit_auc")},
+            "original": {k: o[k] for k in keys},
+            "retrain": {k: r[k] for k in keys},
+            "paired": {k: p.get(k) for k in keys},
         }
         print(
             f"power on {big_name}: original flagged {fmt(o['flagged'], 3)} vs retrain {fmt(r['flagged'], 3)} "
             f"(paired {fmt_paired(p.get('flagged'))}); audit AUC {fmt(o['audit_auc'], 3)} vs "
-            f"{fmt(r['audit_auc'], 3)} (paired {fmt_paired(p.get('audit_auc'))})"
+            f"{fmt(r['audit_auc'], 3)} (paired {fmt_paired(p.get('audit_auc'))}); one-sided AUC of z "
+            f"{fmt(o['auc_recognisable'], 3)} vs {fmt(r['auc_recognisable'], 3)} "
+            f"(paired {fmt_paired(p.get('auc_recognisable'))})"
         )
     orig_s = statistics.fmean(originals)
     ratio = pool.build_seconds / orig_s

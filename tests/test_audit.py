@@ -115,6 +115,7 @@ def test_verdicts_p_values_and_json_round_trip(audits, tiny_bench):
             cal = result.calibration.identities + (result.holdout.identities if result.holdout else [])
             assert sorted(cal) == never_seen_people(wb.ds, splits) and not unlearn & set(cal)
             assert len(result.calibration.z) == result.calibration.n
+            assert 0 <= result.summary.auc <= 1 and 0 <= result.summary.auc_recognisable <= 1
             data = json.loads(jsonout.dumps(result.to_dict()))  # strict JSON
             assert AuditResult.from_dict(data).to_dict() == data
 
@@ -196,6 +197,12 @@ def test_empirical_p_is_two_sided_and_in_range():
     cal = np.arange(19, dtype=float)  # 0..18, median 9
     p = calibrate.empirical_p(np.array([-5.0, 9.0, 50.0]), cal)
     assert p[0] == p[2] == pytest.approx(2 / 20) and p[1] == 1.0
+
+
+def test_excess_flag_p_is_the_binomial_upper_tail():
+    assert calibrate.excess_flag_p(0, 40, 0.05) == 1.0
+    assert calibrate.excess_flag_p(1, 1, 0.05) == pytest.approx(0.05)
+    assert calibrate.excess_flag_p(6, 40, 0.05) < 0.05 < calibrate.excess_flag_p(2, 40, 0.05)
 
 
 def test_member_matrix_gives_everyone_exactly_half_the_models():

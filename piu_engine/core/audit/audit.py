@@ -119,6 +119,9 @@ def audit_model(
         fig.tpr,
         ci["tpr"],
         low_fpr,
+        auc_recognisable=fig.auc_high,
+        auc_recognisable_ci=ci["auc_high"],
+        excess_flag_p=calibrate.excess_flag_p(int(round(fig.flagged * len(people))), len(people), fpr),
     )
     holdout = None
     if held:

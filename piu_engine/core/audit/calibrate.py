@@ -84,3 +84,9 @@ def split_people(people: list[str], holdout_fraction: float, seed: int) -> tuple
     k = int(round(len(people) * holdout_fraction))
     held = {people[i] for i in order[:k]}
     return [p for p in people if p not in held], [p for p in people if p in held]
+
+
+def excess_flag_p(n_flagged: int, n: int, fpr: float) -> float:
+    """One-sided binomial p-value of ``n_flagged`` or more flags among ``n`` people if each is flagged with
+    probability ``fpr`` (as a never-seen person is): small means more flagged people than chance gives."""
+    return float(sps.binom.sf(n_flagged - 1, n, fpr)) if n_flagged > 0 else 1.0

@@ -81,6 +81,13 @@ class SetSummary:
     tpr_ci: list[float | None]
     low_fpr: float = 0.01
     auc_score: str = AUC_SCORE
+    # one-sided AUC of z (audited above never-seen): how much is still remembered, ignoring over-erasure
+    auc_recognisable: float | None = None
+    auc_recognisable_ci: list[float | None] = field(default_factory=lambda: [None, None])
+    # P(at least this many flagged | each person flagged with probability fpr): a set-level test for a gate.
+    # Per-person verdicts at 5% flag about 1 in 20 people who were never seen, so "nobody flagged" fails most
+    # large requests even after retraining; gate a set on this p-value (or the flagged fraction) instead.
+    excess_flag_p: float | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SetSummary:

@@ -61,6 +61,7 @@ class SetFigures:
     forgotten: np.ndarray
     auc: np.ndarray
     tpr: np.ndarray
+    auc_high: np.ndarray  # one-sided: audited people's z above never-seen people's (remembering only)
 
 
 def figures_rows(zp: np.ndarray, zf: np.ndarray, zn: np.ndarray, fpr: float, rule: str, low_fpr: float) -> SetFigures:
@@ -69,7 +70,9 @@ def figures_rows(zp: np.ndarray, zf: np.ndarray, zn: np.ndarray, fpr: float, rul
     hi, lo = zp > upper[:, None], zp < lower[:, None]
     c = np.median(zf, 1)[:, None]
     pos, neg = np.abs(zp - c), np.abs(zn - c)
-    return SetFigures((hi | lo).mean(1), hi.mean(1), lo.mean(1), auc_rows(pos, neg), tpr_rows(pos, neg, low_fpr))
+    return SetFigures(
+        (hi | lo).mean(1), hi.mean(1), lo.mean(1), auc_rows(pos, neg), tpr_rows(pos, neg, low_fpr), auc_rows(zp, zn)
+    )
 
 
 def figures(
@@ -78,7 +81,9 @@ def figures(
     """The point estimates (one row)."""
     rows = [np.asarray(a, float)[None, :] for a in (z_people, z_fit, z_neg)]
     f = figures_rows(*rows, fpr, rule, low_fpr)
-    return SetFigures(*(float(getattr(f, k)[0]) for k in ("flagged", "recognisable", "forgotten", "auc", "tpr")))
+    return SetFigures(
+        *(float(getattr(f, k)[0]) for k in ("flagged", "recognisable", "forgotten", "auc", "tpr", "auc_high"))
+    )
 
 
 def _ci(values: np.ndarray) -> list[float | None]:
@@ -106,7 +111,7 @@ def bootstrap(
     seed: int,
     z_holdout: np.ndarray | None = None,
 ) -> dict[str, list[float | None]]:
-    """95% percentile intervals of flagged, auc, tpr (and of the held-out
+    """95% percentile intervals of flagged, auc, tpr, auc_high (and of the held-out
     people's flagged fraction). ``z_neg`` None: the comparison people are the
     fit people, resampled together with them."""
     rng = np.random.default_rng([seed, 4])
@@ -114,7 +119,13 @@ def bootstrap(
     bn = bf if z_neg is None else _draw(rng, z_neg, n_boot)
     ok = np.ptp(bf, axis=1) > 0  # a draw of one person repeated has no scale
     f = figures_rows(bp, bf, bn, fpr, rule, low_fpr)
-    out = {"flagged": _ci(f.flagged[ok]), "auc": _ci(f.auc[ok]), "tpr": _ci(f.tpr[ok]), "holdout": [None, None]}
+    out = {
+        "flagged": _ci(f.flagged[ok]),
+        "auc": _ci(f.auc[ok]),
+        "tpr": _ci(f.tpr[ok]),
+        "auc_high": _ci(f.auc_high[ok]),
+        "holdout": [None, None],
+    }
     if z_holdout is not None and len(z_holdout):
         _, _, lower, upper = thresholds_rows(bf, fpr, rule)
         bh = _draw(rng, z_holdout, n_boot)
