@@ -4,13 +4,21 @@ workspace, and normalise.
 Reading never follows a symlink, never blocks on a FIFO and never reads more
 than the configured size. Every problem found is reported, not only the
 first, so the error file beside a rejected manifest says exactly what to fix.
+
+Text is checked as text: a string that cannot be written as UTF-8 (a lone
+surrogate such as ``"\\ud800"``), control characters (C0, DEL, C1) and bidi
+overrides (which make a report say something else than it holds) are
+rejected, naming the field. Patterns match the whole string (``fullmatch``:
+``$`` would let ``"abc\\n"`` through), and numbers must be finite (strict JSON).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,11 +27,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from piu_engine.common import jsonout
 from piu_engine.common.errors import ConfigError
 from piu_engine.core.config import Config
 
 DEFAULT_METHOD = "piu-fr"
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")  # always with fullmatch
+RESERVED_PREFIX = "rejected-"  # the service names rejected files' jobs rejected-N
+TEXT_FIELDS = ("request_id", "dataset", "method", "requested_by", "reason")
+MULTILINE_FIELDS = ("requested_by", "reason")  # may hold tabs and newlines
+BIDI_CONTROLS = frozenset(range(0x202A, 0x202F)) | frozenset(range(0x2066, 0x206A))
+
+
+def valid_request_id(value: object) -> bool:
+    return isinstance(value, str) and REQUEST_ID_RE.fullmatch(value) is not None
 
 
 class ManifestError(ValueError):
@@ -55,7 +73,7 @@ class Manifest:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        return jsonout.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     @property
     def run_key(self) -> str:
@@ -105,6 +123,21 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+class _NotStrictJSON(ValueError):
+    pass
+
+
+def _no_constants(name: str) -> Any:
+    raise _NotStrictJSON(f"{name} is not a JSON number (JSON allows finite numbers only)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotStrictJSON(f"the number {text[:40]} is out of range")
+    return value
+
+
 def parse_json(data: bytes) -> Any:
     try:
         text = data.decode("utf-8")
@@ -113,15 +146,19 @@ def parse_json(data: bytes) -> Any:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        return json.loads(
+            text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants, parse_float=_finite_float
+        )
     except json.JSONDecodeError as exc:
         raise ManifestError([f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
-    except ValueError as exc:  # duplicate key
+    except ValueError as exc:  # duplicate key, NaN / Infinity, a number out of range
         raise ManifestError([f"not valid JSON: {exc}"]) from None
+    except RecursionError:
+        raise ManifestError(["not valid JSON: nested too deeply"]) from None
 
 
 def _where(err) -> str:
-    parts = [str(p) if isinstance(p, str) else f"[{p}]" for p in err.absolute_path]
+    parts = [(p if p.isprintable() else _show(p)) if isinstance(p, str) else f"[{p}]" for p in err.absolute_path]
     return ".".join(parts).replace(".[", "[") or "(top level)"
 
 
@@ -136,13 +173,87 @@ def schema_problems(doc: Any) -> list[str]:
             problems.append(f"missing field: {err.message.split(' ')[0]}")
         elif err.validator == "additionalProperties":
             problems.append(f"unknown field: {err.message}")
-        elif err.validator == "pattern" and where == "request_id":
-            problems.append(
-                f"request_id: {err.instance!r} must be 1-128 letters, digits, '.', '_' or '-', not starting with '.'"
-            )
+        elif err.validator in ("pattern", "not") and where == "request_id":
+            continue  # said once, by request_id_problems (fullmatch: "abc\\n" is not "abc")
         else:
             problems.append(f"{where}: {err.message}")
     return problems
+
+
+def request_id_problems(doc: dict[str, Any]) -> list[str]:
+    rid = doc.get("request_id")
+    if not isinstance(rid, str):
+        return []  # absent (derived) or the wrong type (the schema says so)
+    problems = []
+    shown = _show(rid if len(rid) <= 140 else rid[:137] + "...")
+    if not valid_request_id(rid):
+        problems.append(f"request_id: {shown} must be 1-128 letters, digits, '.', '_' or '-', not starting with '.'")
+    if rid.lower().startswith(RESERVED_PREFIX):
+        problems.append(
+            f"request_id: {shown} starts with {RESERVED_PREFIX!r}, which the service reserves for "
+            f"the records of rejected files; choose another request_id"
+        )
+    return problems
+
+
+def _describe(chars: list[str]) -> str:
+    shown = sorted(set(chars))[:5]
+    return ", ".join(f"U+{ord(c):04X}" for c in shown) + (" ..." if len(set(chars)) > 5 else "")
+
+
+def _text_problem(where: str, value: str, multiline: bool = False) -> str | None:
+    """Why ``value`` cannot be taken as text, or None."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        bad = [c for c in value if 0xD800 <= ord(c) <= 0xDFFF]
+        return (
+            f"{where}: not encodable as UTF-8 (lone surrogate {_describe(bad)}; a JSON \\uD8xx escape must be "
+            f"followed by its \\uDCxx pair)"
+        )
+    allowed = "\t\n" if multiline else ""
+    controls = [c for c in value if (ord(c) < 32 and c not in allowed) or 0x7F <= ord(c) <= 0x9F]
+    if controls:
+        return f"{where}: contains control characters ({_describe(controls)})"
+    bidi = [c for c in value if ord(c) in BIDI_CONTROLS]
+    if bidi:
+        return (
+            f"{where}: contains bidirectional override characters ({_describe(bidi)}), which make text "
+            f"display differently from what it holds"
+        )
+    return None
+
+
+def text_problems(doc: dict[str, Any]) -> list[str]:
+    """Every string of the manifest (keys too) must be UTF-8 text without control or bidi characters."""
+    problems: list[str] = []
+
+    def visit(where: str, value: Any, multiline: bool = False, depth: int = 0) -> None:
+        if depth > 32:
+            return
+        if isinstance(value, str):
+            p = _text_problem(where, value, multiline)
+            if p:
+                problems.append(p)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                visit(f"{where}[{i}]", v, depth=depth + 1)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                key_where = f"{where} key {_show(k)}" if where else f"field {_show(k)}"
+                p = _text_problem(key_where, k) if isinstance(k, str) else None
+                if p:
+                    problems.append(p)
+                    continue
+                visit(f"{where}.{k}" if where else k, v, multiline=not where and k in MULTILINE_FIELDS, depth=depth + 1)
+
+    visit("", doc)
+    return problems
+
+
+def _show(value: str) -> str:
+    """``repr`` that is safe to print whatever ``value`` holds."""
+    return repr(value).encode("ascii", "backslashreplace").decode("ascii")
 
 
 def _path_like(value: str) -> bool:
@@ -150,7 +261,8 @@ def _path_like(value: str) -> bool:
 
 
 def smuggling_problems(doc: dict[str, Any], known_identities: frozenset[str] = frozenset()) -> list[str]:
-    """Names must be names: no path separators, '..', NUL or control characters.
+    """Names must be names: no path separators, '..' or NUL (control characters:
+    :func:`text_problems`).
 
     Identities are the exception when they are exactly a training identity of
     the dataset (MUFAC names people ``F0001/D``); the service never builds a
@@ -161,7 +273,7 @@ def smuggling_problems(doc: dict[str, Any], known_identities: frozenset[str] = f
     def check_name(where: str, value: Any) -> None:
         if isinstance(value, str) and _path_like(value):
             problems.append(
-                f"{where}: {value!r} looks like a path ('/', '\\', '..', '~' or NUL); a plain name is expected"
+                f"{where}: {_show(value)} looks like a path ('/', '\\', '..', '~' or NUL); a plain name is expected"
             )
 
     for key in ("request_id", "dataset", "method"):
@@ -175,13 +287,9 @@ def smuggling_problems(doc: dict[str, Any], known_identities: frozenset[str] = f
     params = doc.get("params")
     if isinstance(params, dict):
         for k, v in params.items():
-            check_name(f"params key {k!r}", k)
+            check_name(f"params key {_show(k) if isinstance(k, str) else k}", k)
             if isinstance(v, str):
                 check_name(f"params.{k}", v)
-    for key in ("requested_by", "reason"):
-        v = doc.get(key)
-        if isinstance(v, str) and any(ord(c) < 32 and c not in "\t\n" for c in v):
-            problems.append(f"{key}: contains control characters")
     return problems
 
 
@@ -199,7 +307,10 @@ def check_manifest(doc: Any, cfg: Config, train_identities: IdentityLookup, max_
     if not isinstance(doc, dict):
         kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(doc), "a number")
         raise ManifestError([f"expected a JSON object {{...}} at the top level, got {kind}"])
-    problems = schema_problems(doc)
+    problems = text_problems(doc)
+    if any("not encodable as UTF-8" in p for p in problems):  # text that cannot even be stored: stop here
+        raise ManifestError(problems)
+    problems += schema_problems(doc) + request_id_problems(doc)
     dataset = doc.get("dataset")
     known: list[str] | None = None
     if isinstance(dataset, str) and dataset in cfg.datasets:

@@ -5,18 +5,23 @@ from what the database holds (so a report lost to a crash can be rewritten).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from piu_engine.common import jsonout
 from piu_engine.service.jobstate import REPORTED_STATES, JobState
 from piu_engine.service.registry import Registry
 from piu_engine.service.report import build_report, report_files
 from piu_engine.service.spool import Spool
 from piu_engine.service.state import JobRow, StateStore
 from piu_engine.service.workspace import Workspace
+
+
+class FailureDeferred(RuntimeError):
+    """A job was not failed but queued again: what failed it was not the job's
+    fault and passes (the disk was full). The message says why."""
 
 
 class Operations:
@@ -28,6 +33,9 @@ class Operations:
         self.registry = registry
         self.spool = spool
         self.on_cancel_running: Callable[[JobRow], str] | None = None  # set by the daemon
+        # Set by the daemon: given (job id, error) of a failure, the reason to queue the job
+        # again instead (disk full), or None to fail it.
+        self.defer_failure: Callable[[str, str | None], str | None] | None = None
 
     # -- reports ----------------------------------------------------------
     def job_identities(self, job: JobRow) -> list[dict[str, Any]]:
@@ -58,18 +66,27 @@ class Operations:
             device=r.get("device", ""),
             note=r.get("note", ""),
         )
-        out = self.spool.finish(
-            job.state,
-            job.id,
-            report_files(report, job.manifest and json.dumps(job.manifest, indent=2, sort_keys=True) + "\n" or "{}\n"),
-        )
+        manifest = jsonout.dumps(job.manifest, indent=2, sort_keys=True) + "\n" if job.manifest else "{}\n"
+        out = self.spool.finish(job.state, job.id, report_files(report, manifest))
         if job.report_dir != str(out):
             self.store.set_job(job.id, report_dir=str(out))
         return out
 
     def end_job(self, job_id: str, state: str, error: str | None = None, **fields: Any) -> None:
+        if state == JobState.FAILED and self.defer_failure is not None:
+            why = self.defer_failure(job_id, error)
+            if why is not None:
+                raise FailureDeferred(f"{job_id}: {why}")
         self.store.set_job(job_id, state=state, error=error, finished_at=time.time(), **fields)
         self.write_report(job_id)
+
+    def requeue(self, job_id: str, note: str, charge: bool = False) -> None:
+        """A running job back to the queue; ``charge``: its attempt counts."""
+        job = self.store.job(job_id)
+        if job is None or job.state not in (JobState.RUNNING, JobState.QUEUED):
+            return
+        attempts = job.attempts if charge or job.state != JobState.RUNNING else max(0, job.attempts - 1)
+        self.store.set_job(job_id, state=JobState.QUEUED, phase=None, progress=None, attempts=attempts, error=note)
 
     # -- control ops --------------------------------------------------------
     def handle(self, op: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -9,12 +9,14 @@ opens the file read-only (``mode=ro``) and returns typed rows.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,8 @@ from typing import Any
 from piu_engine.common import jsonout
 from piu_engine.service.fsutil import FILE_MODE, private_dirs
 from piu_engine.service.jobstate import JobState
+
+log = logging.getLogger("piu.state")
 
 SCHEMA_VERSION = 1
 
@@ -93,9 +97,71 @@ CREATE TABLE IF NOT EXISTS current (dataset TEXT PRIMARY KEY, version INTEGER NO
 CREATE TABLE IF NOT EXISTS heartbeat (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     pid INTEGER, host TEXT, mode TEXT, device TEXT, state TEXT,
-    started_at REAL, updated_at REAL, queued INTEGER, running INTEGER
+    started_at REAL, updated_at REAL, queued INTEGER, running INTEGER,
+    problem TEXT                           -- what keeps the daemon from serving normally (disk full, ...)
 );
 """
+# Columns added after SCHEMA_VERSION 1 shipped: (table, column, declaration).
+ADDED_COLUMNS = (("heartbeat", "problem", "TEXT"),)
+
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL = 5, 6, 13
+
+
+def is_locked(exc: BaseException) -> bool:
+    """The database is locked by another connection (past the busy timeout)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)
+    text = str(exc)
+    return "database is locked" in text or "database is busy" in text or "database table is locked" in text
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """No space left for a file or the database (ENOSPC, EDQUOT, SQLITE_FULL)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF == SQLITE_FULL:
+            return True
+        return "database or disk is full" in str(exc)
+    return False
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """``text`` as it may reach the database, a log line or a report: every
+    character that is not printable (control, C1, bidi override, a byte that was
+    not UTF-8, a lone surrogate) is written as an escape, ``\\xNN`` or ``\\uNNNN``."""
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+            continue
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:  # os.fsdecode's surrogateescape: one byte that is not UTF-8
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif o < 0x100:
+            out.append(f"\\x{o:02x}")
+        elif o < 0x10000:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(f"\\U{o:08x}")
+    s = "".join(out)
+    if limit is not None and len(s) > limit:
+        s = s[: max(0, limit - 3)] + "..."
+    return s
+
+
+def safe_text(value: str | None, limit: int | None = None) -> str | None:
+    """:func:`printable` line by line (multi-line messages keep their lines); None stays None."""
+    if value is None:
+        return None
+    text = "\n".join(printable(line) for line in str(value).split("\n"))
+    if limit is not None and len(text) > limit:
+        text = text[: max(0, limit - 3)] + "..."
+    return text
 
 
 def _loads(text: str | None, default: Any = None) -> Any:
@@ -285,6 +351,7 @@ class Heartbeat:
     updated_at: float
     queued: int
     running: int
+    problem: str = ""  # e.g. "disk full: ... (retrying)"; "" while all is well
 
     def alive(self, now: float | None = None, stale_after: float = 10.0) -> bool:
         now = time.time() if now is None else now
@@ -425,6 +492,7 @@ class _Queries:
             updated_at=r["updated_at"],
             queued=r["queued"] or 0,
             running=r["running"] or 0,
+            problem=(r["problem"] or "") if "problem" in r.keys() else "",
         )
 
 
@@ -474,67 +542,146 @@ class StateReader(_Queries):
 
 # ---------------------------------------------------------------- writing
 class StateStore(_Queries):
-    """The single writer. Every method that changes several rows does so in one transaction."""
+    """The single writer. Every method that changes several rows does so in one transaction.
 
-    def __init__(self, path: Path):
+    ``busy_timeout``: how long one statement waits for another writer's lock.
+    With ``wait_locked`` (the daemon) a transaction that still finds the
+    database locked is retried until it gets the lock, with a log line every
+    minute, unless ``interrupted()`` says to give up (a stop was asked for);
+    without it (CLI commands) the lock error is raised to the caller.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        busy_timeout: float = 30.0,
+        wait_locked: bool = False,
+        interrupted: Callable[[], bool] | None = None,
+    ):
         self.path = Path(path)
+        self.wait_locked = wait_locked
+        self.interrupted = interrupted
         private_dirs(self.path.parent)
         old_umask = os.umask(0o027)
         try:
-            self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+            self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout, isolation_level=None)
         finally:
             os.umask(old_umask)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = FULL")
-        self.conn.execute("PRAGMA busy_timeout = 30000")
-        self.conn.execute("PRAGMA foreign_keys = ON")
-        with self.tx():
-            for stmt in SCHEMA.split(";"):
-                if stmt.strip():
-                    self.conn.execute(stmt)
-            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        for suffix in ("", "-wal", "-shm"):
-            p = Path(f"{self.path}{suffix}")
-            if p.exists():
-                os.chmod(p, FILE_MODE)
+        try:
+            st = os.stat(self.path)
+            self.file_id: tuple[int, int] | None = (st.st_dev, st.st_ino)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = FULL")
+            self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            with self.tx():
+                for stmt in SCHEMA.split(";"):
+                    if stmt.strip():
+                        self.conn.execute(stmt)
+                for table, column, decl in ADDED_COLUMNS:
+                    have = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+                    if column not in have:
+                        self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+                self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            for suffix in ("", "-wal", "-shm"):
+                p = Path(f"{self.path}{suffix}")
+                if p.exists():
+                    os.chmod(p, FILE_MODE)
+        except BaseException:
+            self.conn.close()
+            raise
 
     def close(self) -> None:
         self.conn.close()
+
+    def replaced(self) -> str | None:
+        """Why the path no longer names the database this store writes (deleted,
+        or another file put in its place), or None while it does."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return f"{self.path} was deleted while the service was using it"
+        except OSError as exc:
+            return f"{self.path} cannot be checked: {exc.strerror}"
+        if self.file_id is not None and (st.st_dev, st.st_ino) != self.file_id:
+            return f"{self.path} was replaced by another file while the service was using it"
+        return None
+
+    def _begin(self) -> None:
+        started = time.monotonic()
+        warned_at: float | None = None
+        while True:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                if warned_at is not None:
+                    log.warning("state database %s: got the lock after %.0f s", self.path, time.monotonic() - started)
+                return
+            except sqlite3.OperationalError as exc:
+                if not (self.wait_locked and is_locked(exc)) or (self.interrupted is not None and self.interrupted()):
+                    raise
+                now = time.monotonic()
+                if warned_at is None or now - warned_at >= 60.0:
+                    log.warning(
+                        "state database %s is locked by another process (%s) for %.0f s; nothing is lost, "
+                        "retrying until it is free (find the holder with `fuser %s`)",
+                        self.path,
+                        exc,
+                        now - started,
+                        self.path,
+                    )
+                    warned_at = now
+                time.sleep(0.2)
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         if self.conn.in_transaction:  # nested: join the outer transaction
             yield self.conn
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        self._begin()
         try:
             yield self.conn
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (disk full); never leave a transaction open,
+            # or the next write would silently join it and never be committed.
+            if self.conn.in_transaction:
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("state database %s: rollback failed", self.path)
             raise
-        self.conn.execute("COMMIT")
 
     # -- requests and jobs ---------------------------------------------
     def request_by_claim(self, claimed_name: str) -> sqlite3.Row | None:
-        return self.conn.execute("SELECT * FROM requests WHERE claimed_name = ?", (claimed_name,)).fetchone()
+        return self.conn.execute("SELECT * FROM requests WHERE claimed_name = ?", (safe_text(claimed_name),)).fetchone()
 
     def record_rejected(
         self, claimed_name: str, file_name: str, sha256: str | None, problems: list[str], request_id: str | None = None
     ) -> str:
+        """Record a rejected file as job ``rejected-N`` (an id no request can take:
+        ``rejected-`` is reserved; an older job of that id gets ``rejected-N-K``)."""
         now = time.time()
+        claimed_name = safe_text(claimed_name) or ""
+        file_name = safe_text(file_name) or ""
+        error = safe_text("\n".join(problems))
+        request_id = safe_text(request_id, 200)
         with self.tx() as c:
             cur = c.execute(
                 "INSERT INTO requests (claimed_name, file_name, sha256, received_at, outcome, error) "
                 "VALUES (?, ?, ?, ?, 'rejected', ?)",
-                (claimed_name, file_name, sha256, now, "\n".join(problems)),
+                (claimed_name, file_name, sha256, now, error),
             )
-            job_id = f"rejected-{cur.lastrowid}"
+            base = job_id = f"rejected-{cur.lastrowid}"
+            k = 0
+            while c.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is not None:
+                k += 1
+                job_id = f"{base}-{k}"
             c.execute("UPDATE requests SET job_id = ? WHERE id = ?", (job_id, cur.lastrowid))
             c.execute(
                 "INSERT INTO jobs (id, request_id, state, file_name, created_at, updated_at, finished_at, error, "
                 "identities, params, compare) VALUES (?, ?, 'rejected', ?, ?, ?, ?, ?, '[]', '{}', '[]')",
-                (job_id, request_id, file_name, now, now, now, "\n".join(problems)),
+                (job_id, request_id, file_name, now, now, now, error),
             )
         return job_id
 
@@ -553,7 +700,7 @@ class StateStore(_Queries):
             c.execute(
                 "INSERT INTO requests (claimed_name, file_name, sha256, received_at, outcome, job_id) "
                 "VALUES (?, ?, ?, ?, 'accepted', ?)",
-                (claimed_name, file_name, sha256, now, m.request_id),
+                (safe_text(claimed_name), safe_text(file_name), sha256, now, m.request_id),
             )
             c.execute(
                 "INSERT INTO jobs (id, request_id, state, dataset, method, params, compare, identities, requested_by, "
@@ -571,7 +718,7 @@ class StateStore(_Queries):
                     m.reason,
                     m.priority,
                     m.to_json(),
-                    file_name,
+                    safe_text(file_name),
                     now,
                     now,
                 ),
@@ -647,6 +794,9 @@ class StateStore(_Queries):
         """Runs the service was in the middle of when it stopped end as crashed."""
         for row in self.conn.execute("SELECT id FROM batches WHERE state = 'running'").fetchall():
             self.end_batch(row[0], "crashed", reason)
+
+    def running_batches(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT id FROM batches WHERE state = 'running'")]
 
     def batch(self, batch_id: str) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
@@ -749,15 +899,15 @@ class StateStore(_Queries):
             c.execute("UPDATE versions SET pruned = 1 WHERE dataset = ? AND version = ?", (dataset, version))
 
     # -- heartbeat --------------------------------------------------------
-    def heartbeat_update(self, mode: str, device: str, state: str, started_at: float) -> None:
+    def heartbeat_update(self, mode: str, device: str, state: str, started_at: float, problem: str = "") -> None:
         counts = self.counts()
         with self.tx() as c:
             c.execute(
-                "INSERT INTO heartbeat (id, pid, host, mode, device, state, started_at, updated_at, queued, running) "
-                "VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET pid = excluded.pid, "
+                "INSERT INTO heartbeat (id, pid, host, mode, device, state, started_at, updated_at, queued, running, "
+                "problem) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET pid = excluded.pid, "
                 "host = excluded.host, mode = excluded.mode, device = excluded.device, state = excluded.state, "
                 "started_at = excluded.started_at, updated_at = excluded.updated_at, queued = excluded.queued, "
-                "running = excluded.running",
+                "running = excluded.running, problem = excluded.problem",
                 (
                     os.getpid(),
                     socket.gethostname(),
@@ -768,5 +918,6 @@ class StateStore(_Queries):
                     time.time(),
                     counts["queued"],
                     counts["running"],
+                    safe_text(problem, 2000) or None,
                 ),
             )

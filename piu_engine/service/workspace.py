@@ -8,6 +8,7 @@ to the config file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from piu_engine.core.config import Config
 from piu_engine.service.fsutil import private_dirs, write_private
 from piu_engine.service.settings import ServiceConfig, service_config
 from piu_engine.service.spool import Spool
+
+log = logging.getLogger("piu.daemon")
 
 
 @dataclass
@@ -92,7 +95,12 @@ class InstanceLock:
                 f"workspace {self.ws.cfg.base_dir} is already served by {self.holder()}; "
                 f"only one instance may run (lock {self.ws.lock_path})"
             ) from None
-        write_private(self.ws.owner_path, json.dumps({"pid": os.getpid(), "role": self.role, "started": time.time()}))
+        try:  # who holds the lock, for the message a second instance prints; the lock itself is the flock
+            write_private(
+                self.ws.owner_path, json.dumps({"pid": os.getpid(), "role": self.role, "started": time.time()})
+            )
+        except OSError as exc:  # disk full: the lock is held all the same
+            log.warning("could not note the lock holder in %s: %s", self.ws.owner_path, exc)
         return self
 
     def release(self) -> None:
