@@ -82,3 +82,28 @@ def test_bench_rejects_unknown_method_and_bad_config(tmp_path, piu_cli):
     bad.write_text('[engine]\ndevise = "cpu"\n')
     proc = piu_cli("--config", bad, "bench")
     assert proc.returncode == 2 and "engine.devise: unknown key" in proc.stderr
+
+
+def test_bench_audit_adds_per_person_columns_and_json(tmp_path, piu_cli):
+    cfg = write_config(tmp_path / "config.toml", "\n[audit]\nmodels = 4\n")
+    out = tmp_path / "bench.json"
+    args = ["--config", cfg, "bench", "--preset", "tiny", "--methods", "retrain,piu-fr", "--audit", "--out", out]
+    proc = piu_cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    for word in ("flagged", "audit AUC", "gap to retrain"):
+        assert word in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["config"]["audit"]["models"] == 4 and len(data["config"]["audit"]["pool_seeds"]) == 4
+    rows = {r["method"]: r for r in data["methods"]}
+    assert set(rows) == {"original", "retrain", "piu-fr"}
+    forgotten = {p["identity"] for p in rows["original"]["audit"]["people"]}
+    assert forgotten
+    for r in rows.values():
+        people = {p["identity"]: p["verdict"] for p in r["audit"]["people"]}
+        assert set(people) == forgotten  # every row audits the same request's people
+        assert set(people.values()) <= {"indistinguishable", "still recognisable", "conspicuously forgotten"}
+        assert 0.0 <= r["flagged"] <= 1.0 and r["flagged"] == r["audit"]["summary"]["flagged_fraction"]
+    assert rows["retrain"]["gap_to_retrain"] == 0.0  # retrain against itself
+    assert rows["original"]["gap_to_retrain"] > 0.0 and rows["piu-fr"]["gap_to_retrain"] is not None
+    header = out.with_suffix(".csv").read_text().splitlines()[0].split(",")
+    assert header[-3:] == ["flagged", "audit_auc", "gap_to_retrain"]

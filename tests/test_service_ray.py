@@ -278,3 +278,15 @@ def test_a_worker_node_lost_mid_run_requeues_the_job(ws, daemons, ray_cluster):
         assert rd.current_version("synthetic").version == 0
     piu(ws, "cancel", "ray-4")
     wait_for(lambda: job_state(ws, "ray-4") == "cancelled", 60, "the cancel", d)
+
+
+def test_the_reference_pool_trains_as_parallel_ray_tasks_and_resumes(ws, ray_cluster):
+    use_ray(ws, ray_cluster, resources={})
+    r = piu(ws, "audit", "pool", "--models", "2", timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "training on Ray cluster" in r.stderr and r.stderr.count("trained on Ray") == 2, r.stderr
+    assert "pool ready: 2 models" in r.stdout
+    again = piu(ws, "audit", "pool", "--models", "2", timeout=600)  # nothing left to train
+    assert again.returncode == 0 and again.stderr.count("cached on Ray") == 2, again.stderr
+    local = piu(ws, "audit", "pool", "--models", "2", "--local", timeout=600)
+    assert local.returncode == 0 and "Ray" not in local.stderr, local.stderr

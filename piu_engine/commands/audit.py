@@ -33,8 +33,13 @@ def cmd_pool(args) -> int:
             )
 
     print(f"reference pool for {dataset!r} (preset {preset}): {k} models, pool seed {cfg.audit.seed}", file=sys.stderr)
+    from piu_engine.service.executors.settings import executor_config
+
+    excfg = executor_config(cfg)
+    if excfg.kind == "ray" and not args.local:
+        _train_on_ray(cfg, excfg, dataset, preset, k)
     wb = Workbench(cfg, dataset, preset, on_event)
-    pool = build_pool(wb, k, cfg.audit.seed, on_event)
+    pool = build_pool(wb, k, cfg.audit.seed, on_event)  # after Ray: every model is cached; writes the manifest
     print(
         f"pool ready: {pool.k} models, seeds {pool.model_seeds}, at {pool.path} "
         f"({time.monotonic() - started:.0f} s this run; every later request is audited)"
@@ -42,11 +47,43 @@ def cmd_pool(args) -> int:
     return 0
 
 
+def _train_on_ray(cfg, excfg, dataset: str, preset: str, k: int) -> None:
+    """The K trainings as parallel tasks on the configured Ray cluster."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from piu_engine.core.audit.pool import run_pool_task
+    from piu_engine.service.executors.ray_cluster import RayExecutor
+    from piu_engine.service.executors.ray_pool import map_on_cluster
+
+    base = cfg.path.parent if cfg.path else None
+    executor = RayExecutor(excfg, k, base).connect()
+    remote_cfg = replace(cfg, path=Path(executor.worker_path(cfg.path))) if cfg.path else cfg
+    print(f"training on {executor.describe()}: {k} tasks", file=sys.stderr)
+
+    def on_result(record: dict) -> None:
+        state = "cached" if record.get("cached") else "trained"
+        print(
+            f"  model seed {record.get('seed')}: {state} on Ray ({record.get('train_seconds') or 0:.1f} s)",
+            file=sys.stderr,
+        )
+
+    try:
+        map_on_cluster(
+            executor, run_pool_task, [(remote_cfg, dataset, preset, k, cfg.audit.seed, i) for i in range(k)], on_result
+        )
+    finally:
+        executor.close()
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="the per-person audit's reference pool")
-    asub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    asub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION", help="what to do")
     q = asub.add_parser("pool", help="build (or finish) the reference pool of a dataset; safe to run from cron")
     q.add_argument("--dataset", default="", help="configured dataset (default: bench.dataset)")
     q.add_argument("--models", type=int, default=0, help="reference models K (default: audit.models)")
     q.add_argument("--preset", default="", help="scale preset (default: service.preset, else bench.preset)")
+    q.add_argument(
+        "--local", action="store_true", help='train here even when [executor] kind = "ray" (default: on the cluster)'
+    )
     q.set_defaults(func=cmd_pool)

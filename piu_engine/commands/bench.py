@@ -24,6 +24,9 @@ COLUMNS = [
 ]
 
 
+AUDIT_COLUMNS = [("flagged", "flagged"), ("audit_auc", "audit AUC"), ("gap_to_retrain", "gap to retrain")]
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run the unlearning benchmark and print the results table")
     p.add_argument("--dataset", help="configured dataset name (default: bench.dataset)")
@@ -31,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", help="comma-separated methods (default: bench.methods)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: bench.seeds)")
     p.add_argument("--out", type=Path, help="write results JSON here (and a CSV beside it)")
+    p.add_argument(
+        "--audit",
+        action="store_true",
+        help="audit each model person by person against the reference pool (built first when missing)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -50,11 +58,12 @@ def fmt(value, key: str) -> str:
 def render_table(rows: list[dict], title: str):
     from rich.table import Table
 
+    columns = COLUMNS + (AUDIT_COLUMNS if any("audit" in row for row in rows) else [])
     table = Table(title=title)
-    for key, label in COLUMNS:
+    for key, label in columns:
         table.add_column(label, justify="left" if key == "method" else "right", no_wrap=key == "method")
     for row in rows:
-        table.add_row(*(fmt(row.get(k), k) for k, _ in COLUMNS))
+        table.add_row(*(fmt(row.get(k), k) for k, _ in columns))
     return table
 
 
@@ -116,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             )
 
     with view.progress:
-        result = run_bench(cfg, dataset, preset, methods, seeds, on_event=view, on_row=on_row)
+        result = run_bench(cfg, dataset, preset, methods, seeds, on_event=view, on_row=on_row, audit=args.audit)
     title = f"PIU benchmark: {result.dataset} / preset {result.preset} / {result.device}"
     out.print(render_table(result.methods, title))
     if args.out:

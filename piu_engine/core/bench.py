@@ -15,6 +15,7 @@ from piu_engine.core.request import METRIC_NAMES
 from piu_engine.core.workbench import Workbench
 
 ROW_KEYS = ("method", "seed", *METRIC_NAMES, "seconds", "speedup_vs_retrain")
+AUDIT_KEYS = ("flagged", "audit_auc", "gap_to_retrain")  # with audit=True: per-person audit columns
 
 
 @dataclass
@@ -35,7 +36,9 @@ class BenchResult:
         path.write_text(jsonout.dumps(self.to_json(), indent=2) + "\n")
         csv_path = path.with_suffix(".csv")
         with csv_path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(ROW_KEYS), extrasaction="ignore")
+            audited = any("audit" in row for row in self.methods)
+            keys = [*ROW_KEYS, *(AUDIT_KEYS if audited else ())]
+            writer = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(self.methods)
         return path, csv_path
@@ -69,6 +72,63 @@ def _row(method: str, seed: int, metrics: dict, seconds: float, params: dict | N
     return row
 
 
+class _Auditor:
+    """The per-person audit of every row against the dataset's reference pool
+    (built first when missing: cached and resumable like ``piu audit pool``)."""
+
+    def __init__(self, wb: Workbench, cfg: Config, on_event: EventSink):
+        from piu_engine.core.audit.pool import build_pool
+
+        self.wb, self.fpr = wb, cfg.audit.fpr
+        self.pool = build_pool(wb, cfg.audit.models, cfg.audit.seed, on_event)
+
+    def add(self, row: dict, model, splits, seed: int) -> None:
+        from piu_engine.core.audit.audit import audit_request
+
+        result = audit_request(self.wb, self.pool, model, splits, fpr=self.fpr, seed=seed)
+        row["flagged"], row["audit_auc"] = result.summary.flagged_fraction, result.summary.auc
+        row["gap_to_retrain"] = None
+        row["audit"] = result.to_dict()
+
+    @staticmethod
+    def gaps(rows: list[tuple[dict, dict]], retrain: dict | None) -> None:
+        """Fill each (row, metrics)'s gap to this seed's retrain (the original is measured before retrain runs)."""
+        from piu_engine.core.audit.gap import gap_to_retrain
+
+        if retrain is not None:
+            for row, metrics in rows:
+                row["gap_to_retrain"] = gap_to_retrain(metrics, retrain)
+
+
+def _bench_seed(wb: Workbench, seed: int, ordered: list[str], auditor: _Auditor | None, emit) -> None:
+    """The original and every method on this seed's request; each row to ``emit``."""
+    splits = forget_split(wb, seed)
+    original, train_seconds, _cached = wb.original(seed)
+    audited: list[tuple[dict, dict]] = []  # (row, metrics): gaps are filled once retrain is known
+    retrain_metrics, retrain_seconds = None, None
+
+    def finish(row: dict, model, metrics: dict) -> None:
+        if auditor:
+            auditor.add(row, model, splits, seed)
+            audited.append((row, metrics))
+            auditor.gaps(audited[-1:], retrain_metrics)
+        emit(row)
+
+    metrics = wb.evaluate(original, splits, seed)
+    finish(_row("original", seed, metrics, train_seconds), original, metrics)
+    for name in ordered:
+        run = wb.run_method(name, original, splits, seed)
+        metrics = wb.evaluate(run.model, splits, seed)
+        row = _row(name, seed, metrics, run.seconds, run.params)
+        if name == "retrain":
+            retrain_seconds, retrain_metrics = run.seconds, metrics
+        if retrain_seconds:
+            row["speedup_vs_retrain"] = retrain_seconds / max(run.seconds, 1e-9)
+        finish(row, run.model, metrics)
+    if auditor:
+        auditor.gaps(audited, retrain_metrics)
+
+
 def run_bench(
     cfg: Config,
     dataset: str,
@@ -77,9 +137,13 @@ def run_bench(
     seeds: int,
     on_event: EventSink = no_events,
     on_row=lambda row: None,
+    audit: bool = False,
 ) -> BenchResult:
-    """Run the benchmark; ``on_row`` sees each finished row (for live tables)."""
+    """Run the benchmark; ``on_row`` sees each finished row (for live tables).
+    ``audit``: also audit every row person by person (:data:`AUDIT_KEYS`, and
+    the per-person results in the row's ``audit``)."""
     wb = Workbench(cfg, dataset, preset, on_event)
+    auditor = _Auditor(wb, cfg, on_event) if audit else None
     ordered = (["retrain"] if "retrain" in methods else []) + [m for m in methods if m != "retrain"]
     result = BenchResult(
         dataset,
@@ -92,23 +156,13 @@ def run_bench(
             "metrics": asdict(cfg.metrics),
             "methods": ordered,
             "seeds": seeds,
+            "audit": (
+                {**asdict(cfg.audit), "pool_key": auditor.pool.key, "pool_seeds": auditor.pool.model_seeds}
+                if auditor
+                else None
+            ),
         },
     )
     for s in range(seeds):
-        seed = cfg.engine.seed + s
-        splits = forget_split(wb, seed)
-        original, train_seconds, _cached = wb.original(seed)
-        row = _row("original", seed, wb.evaluate(original, splits, seed), train_seconds)
-        result.methods.append(row)
-        on_row(row)
-        retrain_seconds = None
-        for name in ordered:
-            run = wb.run_method(name, original, splits, seed)
-            row = _row(name, seed, wb.evaluate(run.model, splits, seed), run.seconds, run.params)
-            if name == "retrain":
-                retrain_seconds = run.seconds
-            if retrain_seconds:
-                row["speedup_vs_retrain"] = retrain_seconds / max(run.seconds, 1e-9)
-            result.methods.append(row)
-            on_row(row)
+        _bench_seed(wb, cfg.engine.seed + s, ordered, auditor, lambda row: (result.methods.append(row), on_row(row)))
     return result
