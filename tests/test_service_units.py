@@ -206,6 +206,25 @@ def test_gate_with_a_pool_passes_only_if_every_person_is_indistinguishable():
     assert gate.evaluate(relaxed, few, few, _audit("conspicuously forgotten")).passed
     err = gate.evaluate(GateConfig(), few, few, {"error": "too few never-seen people"})
     assert err.decision == "not gated" and "not audited: too few never-seen people" in err.checks[-1].note
+    nan = _audit("indistinguishable", "indistinguishable")
+    nan["model"]["people"][1]["z"] = None  # a NaN score is stored as null
+    unmeasured = gate.evaluate(GateConfig(), few, few, nan)
+    assert unmeasured.decision == "not gated" and "no finite score for 1 of 2 people (person-0001)" in (
+        unmeasured.checks[-1].note
+    )
+
+
+def test_a_score_that_is_not_finite_is_not_measured_never_indistinguishable():
+    from piu_engine.core.audit import calibrate
+
+    z = [0.0, float("nan"), 5.0, -5.0, float("inf")]
+    assert calibrate.verdicts(z, -2.0, 2.0) == [
+        "indistinguishable",
+        "not measured",
+        "still recognisable",
+        "conspicuously forgotten",
+        "not measured",
+    ]
 
 
 def test_gate_missing_metrics_are_not_gated():

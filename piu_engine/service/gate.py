@@ -20,6 +20,7 @@ The decision and every figure it rests on go into the job's report.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -65,6 +66,10 @@ class GateResult:
         return [c.note for c in self.checks if c.gated and not c.passed]
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def _audit_check(gate: GateConfig, audit: dict[str, Any] | None) -> Check:
     """Each forgotten person's verdict against the reference pool, or why there is none."""
     if not audit:
@@ -80,10 +85,21 @@ def _audit_check(gate: GateConfig, audit: dict[str, Any] | None) -> Check:
     if audit.get("error"):
         return Check("audit", False, True, None, "", {}, f"not audited: {audit['error']}")
     people = (audit.get("model") or {}).get("people") or []
-    allowed = set(gate.audit_verdicts)
-    bad = [f"{p['identity']} {p['verdict']} (z {p['z']:+.2f})" for p in people if p["verdict"] not in allowed]
     pool = audit.get("pool") or {}
     samples = {"people": len(people), "pool_models": pool.get("k")}
+    unmeasured = [p["identity"] for p in people if not _finite(p.get("z"))]
+    if unmeasured:  # a person without a score can be neither passed nor failed on it
+        return Check(
+            "audit",
+            False,
+            True,
+            None,
+            "",
+            samples,
+            f"not audited: no finite score for {len(unmeasured)} of {len(people)} people ({', '.join(unmeasured[:5])})",
+        )
+    allowed = set(gate.audit_verdicts)
+    bad = [f"{p['identity']} {p['verdict']} (z {p['z']:+.2f})" for p in people if p["verdict"] not in allowed]
     threshold = f"every person {' or '.join(sorted(allowed))}"
     if bad:
         return Check(

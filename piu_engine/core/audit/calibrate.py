@@ -21,7 +21,7 @@ import math
 import numpy as np
 from scipy import stats as sps
 
-from piu_engine.core.audit.result import FORGOTTEN, INDISTINGUISHABLE, RECOGNISABLE
+from piu_engine.core.audit.result import FORGOTTEN, INDISTINGUISHABLE, RECOGNISABLE, UNMEASURED
 
 RULES = ("t-interval", "quantile")
 
@@ -57,7 +57,17 @@ def thresholds(z_calib: np.ndarray, fpr: float = 0.05, rule: str = "t-interval")
 
 
 def verdicts(z: np.ndarray, lower: float, upper: float) -> list[str]:
-    return [RECOGNISABLE if v > upper else FORGOTTEN if v < lower else INDISTINGUISHABLE for v in np.asarray(z)]
+    """A z that is not finite is ``not measured``, never ``indistinguishable``."""
+    return [
+        UNMEASURED
+        if not np.isfinite(v)
+        else RECOGNISABLE
+        if v > upper
+        else FORGOTTEN
+        if v < lower
+        else INDISTINGUISHABLE
+        for v in np.asarray(z, float)
+    ]
 
 
 def flagged(z: np.ndarray, lower: float, upper: float) -> np.ndarray:

@@ -15,7 +15,8 @@ from piu_engine.common import jsonout
 RECOGNISABLE = "still recognisable"
 INDISTINGUISHABLE = "indistinguishable"
 FORGOTTEN = "conspicuously forgotten"
-VERDICTS = (RECOGNISABLE, INDISTINGUISHABLE, FORGOTTEN)
+UNMEASURED = "not measured"  # no finite score (e.g. a non-finite output): nothing can be said
+VERDICTS = (RECOGNISABLE, INDISTINGUISHABLE, FORGOTTEN, UNMEASURED)
 
 AUC_SCORE = "two-sided: |z - median(z of never-seen calibration people)|"
 
