@@ -24,6 +24,11 @@ EXPECTED = {
     "scrub",
     "random-label",
     "bad-teacher",
+    "salun",
+    "reinit-small-grad",
+    "noise-finetune",
+    "l1-sparse",
+    "regun",
 }
 
 
@@ -39,6 +44,7 @@ def test_method_runs_and_changes_weights(tiny_bench, name):
     assert run.seconds > 0
     changed = any(not torch.equal(v, run.model.state_dict()[k]) for k, v in before.items() if v.dtype.is_floating_point)
     assert changed, f"{name} did not change the weights"
+    assert all(v.isfinite().all() for v in run.model.state_dict().values() if v.dtype.is_floating_point), name
     # The original model is never modified by a method.
     assert all(torch.equal(v, original.state_dict()[k]) for k, v in before.items())
 
@@ -265,3 +271,185 @@ def test_forgetting_a_person_with_one_photo(tiny_bench, name):
     one = replace(splits, forget=splits.forget[:1], retain=np.concatenate([splits.retain, splits.forget[1:]]))
     run = wb.run_method(name, original, one, seed=0, overrides={"epochs": 1})
     assert wb.evaluate(run.model, one, 0)["n_forget"] == 1
+
+
+# --- the baselines from the field's strongest methods, and the NegGrad fixes -------------
+
+
+def _changed(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    return before != after
+
+
+@pytest.mark.parametrize(
+    "method, overrides, param",
+    [
+        ("salun", {"mask_fraction": 0.0}, "mask_fraction"),
+        ("salun", {"mask_fraction": 1.5}, "mask_fraction"),
+        ("reinit-small-grad", {"reinit_fraction": -0.1}, "reinit_fraction"),
+        ("reinit-small-grad", {"rest_lr_factor": 2.0}, "rest_lr_factor"),
+        ("noise-finetune", {"sigma": -0.6}, "sigma"),
+        ("noise-finetune", {"sigma": float("inf")}, "sigma"),
+        ("l1-sparse", {"gamma": 1.0}, "gamma"),
+        ("l1-sparse", {"epochs": 0}, "epochs"),
+        ("regun", {"temperature": 0.0}, "temperature"),
+        ("regun", {"forget_weight": -1.0}, "forget_weight"),
+        ("regun", {"retain_weight": float("nan")}, "retain_weight"),
+    ],
+)
+def test_new_methods_reject_out_of_range_parameters_by_name(method, overrides, param):
+    with pytest.raises(ConfigError, match=rf"^params\.{param}: must be (a finite number|an integer) in "):
+        validate_overrides(method, overrides)
+
+
+def test_noise_layers_must_be_a_known_choice():
+    with pytest.raises(ConfigError, match="noise_layers must be one of stem, all"):
+        validate_overrides("noise-finetune", {"noise_layers": "layer4"})
+    assert validate_overrides("noise-finetune", {"noise_layers": "all"}).noise_layers == "all"
+
+
+def test_salun_trains_only_the_salient_weights(tiny_bench):
+    """Exactly round(fraction x weights) are salient, ranked over the whole
+    network; after the run every weight outside the mask is bit for bit the
+    original's, and some inside it moved."""
+    from piu_engine.core.methods.salun import saliency_mask
+
+    wb, splits, original = tiny_bench
+    fraction = 0.1
+    masks = saliency_mask(original, wb.data, splits.forget, fraction)
+    total = sum(m.numel() for m in masks)
+    assert sum(int(m.sum()) for m in masks) == round(fraction * total)
+    run = wb.run_method("salun", original, splits, seed=0, overrides={"epochs": 1, "mask_fraction": fraction})
+    moved = 0
+    for (name, before), after, mask in zip(original.named_parameters(), run.model.parameters(), masks, strict=True):
+        changed = _changed(before, after)
+        assert not (changed & ~mask).any(), f"{name}: a weight outside the saliency mask changed"
+        moved += int(changed.sum())
+    assert moved > 0
+
+
+def test_reinitialise_smallest_replaces_exactly_the_fraction_with_the_smallest_scores(tiny_bench):
+    from piu_engine.core.methods.perturb import conv_weights, reinitialise_smallest
+
+    _, _, original = tiny_bench
+    model = copy.deepcopy(original)
+    weights = conv_weights(model)
+    gen = torch.Generator().manual_seed(0)
+    scores = {name: torch.rand(w.shape, generator=gen) for name, w in weights.items()}
+    masks = reinitialise_smallest(weights, scores, 0.3, gen)
+    old = dict(original.named_parameters())
+    assert set(masks) == set(weights) and "conv1" in masks and "layer4.1.conv2" in masks
+    for name, w in weights.items():
+        mask, score = masks[name], scores[name]
+        assert int(mask.sum()) == round(0.3 * w.numel()), name
+        assert torch.equal(_changed(old[f"{name}.weight"], w), mask), name
+        assert score[mask].max() <= score[~mask].min(), name
+    conv = {f"{name}.weight" for name in weights}
+    for name, q in model.named_parameters():
+        if name not in conv:
+            assert torch.equal(q, old[name]), name
+
+
+def test_reinit_small_grad_with_the_rest_frozen_changes_only_the_reinitialised_fraction(tiny_bench):
+    """rest_lr_factor 0 (and no weight decay) freezes every convolution weight
+    that was not re-initialised: each convolution then differs from the
+    original in exactly round(reinit_fraction x its size) entries."""
+    from piu_engine.core.methods.perturb import conv_weights
+
+    wb, splits, original = tiny_bench
+    overrides = {"epochs": 1, "rest_lr_factor": 0.0, "weight_decay": 0.0, "reinit_fraction": 0.3}
+    run = wb.run_method("reinit-small-grad", original, splits, seed=0, overrides=overrides)
+    new = conv_weights(run.model)
+    for name, w in conv_weights(original).items():
+        assert int(_changed(w, new[name]).sum()) == round(0.3 * w.numel()), name
+    assert not torch.equal(run.model.fc.weight, original.fc.weight)  # the head trains at the full rate
+
+
+@pytest.mark.parametrize("layers, noised", [("stem", {"conv1"}), ("all", None)])
+def test_noise_touches_only_convolution_weights(tiny_bench, layers, noised):
+    from piu_engine.core.methods.perturb import add_noise, conv_weights
+
+    _, _, original = tiny_bench
+    model = copy.deepcopy(original)
+    convs = set(conv_weights(model))
+    noised = convs if noised is None else noised
+    assert set(add_noise(model, 0.6, layers, torch.Generator().manual_seed(0))) == noised
+    old = original.state_dict()
+    for key, value in model.state_dict().items():
+        if key.removesuffix(".weight") in noised and key.endswith(".weight"):
+            assert _changed(old[key], value).all(), key
+        else:
+            assert torch.equal(old[key], value), key
+
+
+def test_l1_sparse_penalty_decays_linearly_to_zero_and_shrinks_the_weights(tiny_bench):
+    """The coefficient schedule, exactly; and, paired on one seed, the l1 norm
+    ends lower with the penalty than without it."""
+    from piu_engine.core.methods.catalog import L1SparseParams
+    from piu_engine.core.methods.l1_sparse import gamma_at
+
+    p = L1SparseParams(gamma=4e-4)
+    assert [gamma_at(p, k, 4) for k in range(5)] == pytest.approx([4e-4, 3e-4, 2e-4, 1e-4, 0.0])
+    wb, splits, original = tiny_bench
+
+    def l1(gamma):
+        model = wb.run_method("l1-sparse", original, splits, 0, overrides={"epochs": 1, "gamma": gamma}).model
+        with torch.no_grad():
+            return float(sum(q.abs().sum() for q in model.parameters()))
+
+    assert l1(0.05) < l1(0.0)
+
+
+def test_regun_reference_is_the_same_label_average_over_the_unseen_unlearning_part(tiny_bench):
+    """Row k is the original's softmax (at T) averaged over the unseen
+    *unlearning* images with forget image k's label (all of them for a label
+    they lack); the evaluation part is never read."""
+    from dataclasses import replace
+
+    from piu_engine.core.methods.base import UnlearnContext
+    from piu_engine.core.methods.regun import reference_logits
+    from piu_engine.core.model import frozen_copy
+
+    wb, splits, original = tiny_bench
+
+    def ctx(s):
+        return UnlearnContext(
+            copy.deepcopy(original), frozen_copy(original), wb.data, wb.ds, s, wb.recipe, None, wb.control
+        )
+
+    t = 2.0
+    z = reference_logits(ctx(splits), t)
+    assert z.shape == (len(splits.forget), wb.data.num_outputs)
+    classes = wb.ds.class_index()
+    pool = splits.unseen_unlearn
+    with torch.no_grad():
+        probs = torch.softmax(original.eval()(wb.data.batch(torch.as_tensor(pool))[0]) / t, dim=1)
+    matched = 0
+    for k, i in enumerate(splits.forget):
+        same = torch.as_tensor(classes[pool] == classes[i])
+        matched += bool(same.any())
+        expected = probs[same].mean(0) if same.any() else probs.mean(0)  # a label the pool lacks: all of it
+        torch.testing.assert_close(torch.softmax(z[k] / t, 0), expected, atol=1e-5, rtol=1e-4)
+    assert matched > 0
+    other_eval = replace(splits, unseen_eval=splits.test)
+    assert torch.equal(reference_logits(ctx(other_eval), t), z)
+
+
+@pytest.mark.parametrize(
+    "name, over", [("neggrad", "forget"), ("advanced-neggrad", "retain"), ("neggrad-plus", "retain")]
+)
+def test_neggrad_epochs_pass_over_the_set_their_sources_count(tiny_bench, name, over):
+    from dataclasses import replace
+
+    from piu_engine.core.tensors import n_batches
+
+    wb, splits, original = tiny_bench
+    saved, events = wb.control, []
+    wb.control = replace(saved, on_event=events.append)
+    try:
+        wb.run_method(name, original, splits, 0, overrides={"epochs": 1})
+    finally:
+        wb.control = saved
+    size = len(splits.retain if over == "retain" else splits.forget)
+    assert len(splits.retain) != len(splits.forget)
+    assert {e.steps for e in events if e.phase == name} == {n_batches(size, 64)}
+    assert validate_overrides("neggrad-plus", {}).lr == 0.01

@@ -14,7 +14,7 @@ from typing import Any
 
 from piu_engine.common.errors import ConfigError
 from piu_engine.common.settings import SECTIONS, build, read_toml
-from piu_engine.core.methods.catalog import validate_overrides
+from piu_engine.core.methods.catalog import CATALOG, validate_overrides
 
 DATASET_KINDS = ("synthetic", "mufac", "mucac", "jaffe", "folder")
 PRESETS = ("tiny", "default", "paper")
@@ -101,19 +101,7 @@ class AuditConfig:
 class BenchConfig:
     dataset: str = "synthetic"
     preset: str = "default"
-    methods: tuple[str, ...] = (
-        "retrain",
-        "piu-fr",
-        "piu-fr-paper",
-        "finetune",
-        "cf-k",
-        "neggrad",
-        "advanced-neggrad",
-        "neggrad-plus",
-        "scrub",
-        "random-label",
-        "bad-teacher",
-    )
+    methods: tuple[str, ...] = tuple(CATALOG)  # every method in the registry
     seeds: int = 1
 
     def validate(self, key: str) -> None:

@@ -98,21 +98,22 @@ def make_splits(
     )
 
 
+def label_buckets(ds: FaceDataset, forget: np.ndarray, pool: np.ndarray) -> list[np.ndarray]:
+    """For each forget sample, the pool samples with its label (the whole pool
+    for a label the pool lacks): PIU-FR draws its partner from it, ReGUn
+    averages the original's outputs over it."""
+    if len(pool) == 0:
+        raise SplitError("the unseen unlearning pool is empty")
+    classes = ds.class_index()
+    buckets = {int(c): pool[classes[pool] == c] for c in np.unique(classes[pool])}
+    return [buckets.get(int(classes[i]), pool) for i in forget]
+
+
 def label_matched_partners(ds: FaceDataset, forget: np.ndarray, pool: np.ndarray, seed: int) -> np.ndarray:
     """For each forget sample, a random pool sample with the same label.
 
     PIU-FR's pairing: unseen batch i lines up with forget batch i. A label the
     pool lacks falls back to a random pool sample.
     """
-    if len(pool) == 0:
-        raise SplitError("the unseen unlearning pool is empty")
     rng = np.random.default_rng(seed + 104729)
-    classes = ds.class_index()
-    buckets: dict[int, np.ndarray] = {}
-    for c in np.unique(classes[pool]):
-        buckets[int(c)] = pool[classes[pool] == c]
-    out = np.empty(len(forget), dtype=np.int64)
-    for k, i in enumerate(forget):
-        bucket = buckets.get(int(classes[i]), pool)
-        out[k] = bucket[rng.integers(len(bucket))]
-    return out
+    return np.array([b[rng.integers(len(b))] for b in label_buckets(ds, forget, pool)], dtype=np.int64)

@@ -21,10 +21,7 @@ def run(ctx: UnlearnContext, p: BadTeacherParams):
     rng = np.random.default_rng(ctx.seed + 41)
     retain = ctx.splits.retain
     keep = rng.permutation(len(retain))[: max(1, int(round(p.retain_fraction * len(retain))))]
-    mixed_np = np.concatenate([ctx.splits.forget, retain[keep]])
-    is_forget_np = np.zeros(int(mixed_np.max()) + 1, dtype=bool)
-    is_forget_np[ctx.splits.forget] = True
-    mixed, is_forget = ctx.indices(mixed_np), torch.as_tensor(is_forget_np)
+    mixed, is_forget = ctx.mixed_with_forget(retain[keep])
     gen = ctx.generator(41)
     opt = sgd(model.parameters(), p.lr, p.momentum)
     ph = ctx.phase("bad-teacher", p.epochs, n_batches(len(mixed), p.batch_size))

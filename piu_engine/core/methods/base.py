@@ -22,7 +22,7 @@ from piu_engine.core.data.splits import UnlearningSplits
 from piu_engine.core.data.types import FaceDataset
 from piu_engine.core.methods.catalog import MethodInfo
 from piu_engine.core.presets import TrainRecipe
-from piu_engine.core.tensors import TensorData, index_batches, make_generator, to_index
+from piu_engine.core.tensors import TensorData, index_batches, make_generator, n_batches, to_index
 from piu_engine.core.train import Phase, RunControl, check_finite_state
 
 
@@ -50,6 +50,14 @@ class UnlearnContext:
 
     def phase(self, name: str, epochs: int, steps: int) -> Phase:
         return Phase(self.control, name, epochs, steps)
+
+    def mixed_with_forget(self, others: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(forget followed by ``others``, a lookup by dataset index that is True
+        for a forget image): one set of batches holding both kinds."""
+        mixed = np.concatenate([self.splits.forget, others])
+        is_forget = np.zeros(int(mixed.max()) + 1, dtype=bool)
+        is_forget[self.splits.forget] = True
+        return self.indices(mixed), torch.as_tensor(is_forget, device=self.device)
 
 
 @dataclass(frozen=True)
@@ -103,3 +111,24 @@ def cycle_batches(idx: torch.Tensor, batch_size: int, gen: torch.Generator):
     """Endless shuffled batches over ``idx`` (pairs a short set with a long one)."""
     while True:
         yield from index_batches(idx, batch_size, True, gen)
+
+
+def paired_batches(
+    forget: torch.Tensor, retain: torch.Tensor | None, batch_size: int, gen: torch.Generator, over_retain: bool
+):
+    """(steps per epoch, epoch -> (forget batch, retain batch or None) pairs) for
+    a forget term plus an optional retain term.
+
+    ``over_retain``: an epoch is a pass over retain, each batch with the next
+    forget batch (forget cycled; NegGrad+ and the benchmark's Advanced
+    NegGrad). Otherwise a pass over forget, each batch with the next retain
+    batch from an endless cycle (None without ``retain``)."""
+    if over_retain and retain is not None and len(retain):
+        forget_stream = cycle_batches(forget, batch_size, gen)
+        return n_batches(len(retain), batch_size), lambda epoch: (
+            (next(forget_stream), rb) for rb in index_batches(retain, batch_size, True, gen)
+        )
+    stream = cycle_batches(retain, batch_size, gen) if retain is not None and len(retain) else None
+    return n_batches(len(forget), batch_size), lambda epoch: (
+        (fb, next(stream) if stream is not None else None) for fb in index_batches(forget, batch_size, True, gen)
+    )

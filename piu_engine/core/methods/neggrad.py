@@ -1,12 +1,14 @@
 """Gradient-ascent family: NegGrad (ascent on forget), Advanced NegGrad
-(-CE(forget) + CE(retain), 1:1) and NegGrad+ (a*CE(retain) - (1-a)*CE(forget))."""
+(-CE(forget) + CE(retain), 1:1) and NegGrad+ (a*CE(retain) - (1-a)*CE(forget)).
+
+NegGrad's epoch is a pass over forget; the two with a retain term pass over
+retain with forget cycled, as their sources count an epoch."""
 
 from __future__ import annotations
 
 from piu_engine.core.losses import task_loss
-from piu_engine.core.methods.base import UnlearnContext, cycle_batches
+from piu_engine.core.methods.base import UnlearnContext, paired_batches
 from piu_engine.core.methods.catalog import AdvancedNegGradParams, NegGradParams, NegGradPlusParams
-from piu_engine.core.tensors import index_batches, n_batches
 from piu_engine.core.train import sgd, train_steps
 
 
@@ -23,24 +25,25 @@ def make_run(phase: str):
     def run(ctx: UnlearnContext, p: NegGradParams):
         w_retain, w_forget = _weights(p)
         gen = ctx.generator(11)
-        forget, retain = ctx.indices(ctx.splits.forget), ctx.indices(ctx.splits.retain)
-        retain_stream = cycle_batches(retain, p.batch_size, gen) if w_retain and len(retain) else None
+        forget = ctx.indices(ctx.splits.forget)
+        retain = ctx.indices(ctx.splits.retain) if w_retain else None
+        steps, batches = paired_batches(forget, retain, p.batch_size, gen, over_retain=True)
         opt = sgd(ctx.model.parameters(), p.lr, p.momentum)
-        steps = n_batches(len(forget), p.batch_size)
         ph = ctx.phase(phase, p.epochs, steps)
         model, data = ctx.model, ctx.data
 
-        def step(fb):
+        def step(pair):
+            fb, rb = pair
             x, y = data.batch(fb, augment=True, gen=gen)
             with ph.autocast(ctx.device):
                 loss = -w_forget * task_loss(model(x), y, data.task)
-                if retain_stream is not None:
-                    xr, yr = data.batch(next(retain_stream), augment=True, gen=gen)
+                if rb is not None:
+                    xr, yr = data.batch(rb, augment=True, gen=gen)
                     loss = loss + w_retain * task_loss(model(xr), yr, data.task)
             return loss
 
         model.train()
-        train_steps(ph, model, opt, step, lambda epoch: index_batches(forget, p.batch_size, True, gen))
+        train_steps(ph, model, opt, step, batches)
         return model
 
     return run

@@ -7,7 +7,19 @@ import importlib
 from piu_engine.core.methods.base import MethodSpec, guarded
 from piu_engine.core.methods.catalog import CATALOG, method_info
 
-_MODULES = ("piu_fr", "retrain", "finetune", "neggrad", "scrub", "random_label", "bad_teacher")
+_MODULES = (
+    "piu_fr",
+    "retrain",
+    "finetune",
+    "neggrad",
+    "scrub",
+    "random_label",
+    "bad_teacher",
+    "salun",
+    "perturb",
+    "l1_sparse",
+    "regun",
+)
 
 _RUNS = {}
 for _name in _MODULES:
