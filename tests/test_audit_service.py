@@ -48,6 +48,11 @@ def test_pool_builds_resumes_and_shows_in_model_list(ws):
     assert r.stderr.count(": trained") == 1 and r.stderr.count(": cached") == 3
     r = piu(ws, "model", "list")
     assert re.search(r"reference pool: synthetic \(preset tiny\), 4 models, pool seed 0, built", r.stdout), r.stdout
+    pools = json.loads(piu(ws, "model", "list", "--json").stdout)["reference_pools"]
+    assert [(p["dataset"], p["k"], p["seed"], len(p["model_seeds"]), p["done"]) for p in pools] == [
+        ("synthetic", 4, 0, 4, 4)
+    ]
+    assert pools[0]["completed"]
 
 
 def test_a_request_is_audited_person_by_person_and_gated_on_it(ws):
@@ -84,3 +89,72 @@ def test_a_request_is_audited_person_by_person_and_gated_on_it(ws):
     assert "Per-person audit against 4 reference models" in text
     assert "Could someone holding the model tell whether this person was in its training data" in text
     assert f"person-0003: {people[0]['verdict'].upper()}" in text
+    assert f"model seeds {', '.join(str(s) for s in audit['pool']['model_seeds'])}; built" in text
+    assert f"Gate on these verdicts: {'PASSED' if check['passed'] else 'FAILED'}" in text
+    # the picture beside the report: never-seen people's z with person-0003 marked, before and after
+    png = (folder / "audit.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert "Picture: audit.png beside this report" in text
+    assert report["picture"] == {"file": "audit.png", "note": ""}
+    assert report["audit_gate"] == ("passed" if check["passed"] else "failed")
+
+
+# ------------------------------------------------------------------ the picture beside the report (no training)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def audited(tmp_path, monkeypatch):
+    """A workspace whose state holds audited jobs in every gate state, reports written (see test_tui)."""
+    from test_tui import add_audited_jobs, build_state
+
+    s = build_state(tmp_path, monkeypatch)
+    add_audited_jobs(s)
+    yield s
+    s.store.close()
+
+
+def test_report_has_each_verdict_the_pool_the_gate_and_the_picture(audited):
+    folder = audited.ws.jobs_dir / "failed" / "req-2002"
+    png = (folder / "audit.png").read_bytes()
+    assert png[:8] == PNG_MAGIC and len(png) > 10_000
+    report = json.loads((folder / "report.json").read_text())
+    assert report["picture"] == {"file": "audit.png", "note": ""} and report["audit_gate"] == "failed"
+    assert report["audit"]["pool"]["k"] == 4 and report["audit"]["pool"]["model_seeds"] == [11, 12, 13, 14]
+    text = (folder / "report.txt").read_text()
+    assert "Per-person audit against 4 reference models (pool seed 0, model seeds 11, 12, 13, 14; built" in text
+    assert "person-0018: STILL RECOGNISABLE (z +3.40, p 0.0000, 6 photos); before: still recognisable (z +4.20)" in text
+    assert "person-0020: INDISTINGUISHABLE (z NaN, p NaN, 6 photos)" in text  # stored as null, shown as NaN
+    assert "Gate on these verdicts: FAILED: 1 of 2 forgotten people not indistinguishable" in text
+    assert "Picture: audit.png beside this report" in text
+    assert "Acceptance gate: FAILED" in text
+    passed = (audited.ws.jobs_dir / "done" / "req-2001" / "report.txt").read_text()
+    assert "Gate on these verdicts: PASSED: all 2 forgotten people indistinguishable" in passed
+    assert (audited.ws.jobs_dir / "done" / "req-2001" / "audit.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_without_matplotlib_the_report_is_written_and_says_why(audited, monkeypatch):
+    from piu_engine.service import report as report_mod
+    from piu_engine.service.operations import Operations
+    from piu_engine.service.registry import Registry
+
+    folder = audited.ws.jobs_dir / "failed" / "req-2002"
+    (folder / "audit.png").unlink()
+    for name in ["matplotlib", *(m for m in sys.modules if m.startswith("matplotlib."))]:
+        monkeypatch.setitem(sys.modules, name, None)  # importing it now raises ImportError
+    monkeypatch.delitem(sys.modules, "piu_engine.core.audit.plot", raising=False)
+    monkeypatch.setattr(report_mod, "_PICTURES", {})
+    ws = audited.ws
+    Operations(ws, audited.store, Registry(ws.models_dir).ensure(), ws.spool().ensure()).write_report("req-2002")
+    assert not (folder / "audit.png").exists()
+    text = (folder / "report.txt").read_text()
+    assert "person-0018: STILL RECOGNISABLE" in text
+    assert "No picture: matplotlib is not installed where the report was written" in text
+    assert json.loads((folder / "report.json").read_text())["picture"]["file"] is None
+
+
+def test_a_retried_job_leaves_no_stale_picture_behind(audited):
+    """The failed folder's audit.png goes with its report when the job ends elsewhere (spool's stale drop)."""
+    spool = audited.ws.spool()
+    spool.finish("done", "req-2002", {"report.json": "{}\n"})
+    assert not (audited.ws.jobs_dir / "failed" / "req-2002").exists()

@@ -190,7 +190,7 @@ def test_an_unmeasurable_mia_is_null_in_strict_json_and_not_nan_in_text(ws, caps
     assert main(["--config", config, "jobs", "show", "few", "--json"]) == 0
     assert strict(capsys.readouterr().out)["metrics"]["mia"] is None
     assert main(["--config", config, "model", "list", "--json"]) == 0
-    assert strict(capsys.readouterr().out)[-1]["metrics"]["mia"] is None
+    assert strict(capsys.readouterr().out)["versions"][-1]["metrics"]["mia"] is None
 
 
 def test_baselines_are_reported(ws):
@@ -287,7 +287,7 @@ def test_init_and_model_import_through_the_cli(tmp_path, capsys):
     assert "registered synthetic version 0 (import)" in capsys.readouterr().out
     assert main(["--config", config, "model", "import", str(good)]) == 2  # version 0 exists already
     assert main(["--config", config, "model", "list", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json.loads(capsys.readouterr().out)["versions"]
     assert [(r["version"], r["source"], r["current"]) for r in rows] == [(0, "import", True)]
     assert not list((target / ".piu/models/.incoming").iterdir())
 

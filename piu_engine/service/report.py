@@ -4,12 +4,14 @@ A report says who asked and why, which identities (with image counts) and
 what became of each, the method and its parameters, the metrics of the
 parent and of the new model with the number of samples each figure rests
 on, the gate's decision, baselines when asked, times, and the model version
-with its SHA-256.
+with its SHA-256. With a per-person audit, ``audit.png`` beside them shows
+never-seen people's z with each forgotten person marked, before and after.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import socket
 import time
 from typing import Any
@@ -20,6 +22,7 @@ from piu_engine.core.request import METRIC_NAMES
 from piu_engine.service.state import JobRow, VersionRow
 
 REPORT_VERSION = 1
+PICTURE = "audit.png"  # the audit's picture beside report.txt (piu_engine.core.audit.plot.PICTURE)
 
 
 def _iso(ts: float | None) -> str | None:
@@ -76,6 +79,7 @@ def build_report(
         "samples": outcome.get("counts") or {},
         "gate": gate,
         "audit": outcome.get("audit"),
+        "audit_gate": audit_decision(gate),  # the gate's decision on the per-person verdicts alone
         "seconds": {
             "unlearning": outcome.get("seconds"),
             "total": None if job.started_at is None else round(finished - job.started_at, 3),
@@ -127,6 +131,7 @@ VERDICT_MEANING = {
     "still recognisable": "yes: the model still knows this person better than never-seen people",
     "conspicuously forgotten": "yes: the model knows this person markedly worse than never-seen people, "
     "which gives them away too",
+    "not measured": "unknown: the model gave no finite score for this person's photos, so nothing can be said",
 }
 
 
@@ -134,7 +139,38 @@ def _ci(ci: list | None) -> str:
     return f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci and None not in ci else ""
 
 
-def _audit_lines(audit: dict[str, Any] | None) -> list[str]:
+def _z(v: Any) -> str:
+    """A z-score; stored JSON holds an unmeasurable one (NaN) as null."""
+    return f"{v:+.2f}" if isinstance(v, (int, float)) and math.isfinite(v) else "NaN"
+
+
+def _p(v: Any) -> str:
+    return _fmt(v) if isinstance(v, (int, float)) and math.isfinite(v) else "NaN"
+
+
+def _seeds(seeds: list | None) -> str:
+    if not seeds:
+        return ""
+    shown = ", ".join(str(s) for s in seeds[:8]) + (f", ... ({len(seeds)} in all)" if len(seeds) > 8 else "")
+    return f", model seeds {shown}"
+
+
+def audit_check(gate: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The gate's check on the audit verdicts, as stored with the job."""
+    return next((c for c in (gate or {}).get("checks", []) if c.get("name") == "audit"), None)
+
+
+def audit_decision(gate: dict[str, Any] | None) -> str | None:
+    """passed | failed | not gated for the audit check alone; None before a run ended."""
+    check = audit_check(gate)
+    if check is None:
+        return None
+    return "not gated" if not check.get("gated") else "passed" if check.get("passed") else "failed"
+
+
+def _audit_lines(
+    audit: dict[str, Any] | None, gate: dict[str, Any] | None = None, picture: dict[str, Any] | None = None
+) -> list[str]:
     """The per-person audit in plain words: verdict, z and p for each person, before and after."""
     if not audit:
         return [
@@ -148,16 +184,16 @@ def _audit_lines(audit: dict[str, Any] | None) -> list[str]:
     before = {p["identity"]: p for p in old.get("people", [])}
     out = [
         "",
-        f"Per-person audit against {pool.get('k')} reference models (pool seed {pool.get('seed')}, "
-        f"built {pool.get('completed') or pool.get('created') or '?'}), "
+        f"Per-person audit against {pool.get('k')} reference models (pool seed {pool.get('seed')}"
+        f"{_seeds(pool.get('model_seeds'))}; built {pool.get('completed') or pool.get('created') or '?'}), "
         f"two-sided at {100 * float(new.get('fpr') or 0):.0f}% false positives on never-seen people:",
         f"  {AUDIT_QUESTION}",
     ]
     for p in new.get("people", []):
         was = before.get(p["identity"])
-        prior = f"; before: {was['verdict']} (z {was['z']:+.2f})" if was else ""
+        prior = f"; before: {was['verdict']} (z {_z(was.get('z'))})" if was else ""
         out.append(
-            f"  - {p['identity']}: {p['verdict'].upper()} (z {p['z']:+.2f}, p {_fmt(p['p_value'])}, "
+            f"  - {p['identity']}: {p['verdict'].upper()} (z {_z(p.get('z'))}, p {_p(p.get('p_value'))}, "
             f"{p['photos']} photos){prior}"
         )
         out.append(f"      {VERDICT_MEANING.get(p['verdict'], '')}")
@@ -168,6 +204,16 @@ def _audit_lines(audit: dict[str, Any] | None) -> list[str]:
             f"people; AUC against {s.get('n_never_seen')} never-seen people {_fmt(s.get('auc'))}"
             f"{_ci(s.get('auc_ci'))} (0.5: indistinguishable)."
         )
+    check, decision = audit_check(gate), audit_decision(gate)
+    if check is not None and decision is not None:
+        out.append(f"  Gate on these verdicts: {decision.upper()}: {check.get('note')}")
+    if picture and picture.get("file"):
+        out.append(
+            f"  Picture: {picture['file']} beside this report (never-seen people's z, each forgotten person "
+            "marked, before and after)."
+        )
+    elif picture and picture.get("note"):
+        out.append(f"  No picture: {picture['note']}.")
     return out
 
 
@@ -208,7 +254,7 @@ def render_text(r: dict[str, Any]) -> str:
     if rows:
         out += ["", "Metrics (MIA = membership inference on forget vs unseen evaluation images; 0.5 is ideal):"]
         out += _metrics_table(rows)
-    out += _audit_lines(r.get("audit"))
+    out += _audit_lines(r.get("audit"), r.get("gate"), r.get("picture"))
     samples = r.get("samples") or {}
     if samples:
         out += ["", "Run's splits: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in samples.items())]
@@ -245,9 +291,46 @@ def render_text(r: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def report_files(report: dict[str, Any], manifest_json: str) -> dict[str, str]:
-    return {
+def audit_picture(report: dict[str, Any]) -> tuple[bytes | None, str]:
+    """(PNG bytes, "") of the report's audit, or (None, why there is none).
+
+    matplotlib is loaded here, on the first report with an audit, never by the
+    light clients; without it (or if drawing fails) the report is still written
+    and says why."""
+    audit = report.get("audit")
+    if not audit or audit.get("error") or not (audit.get("model") or {}).get("people"):
+        return None, ""
+    try:
+        from piu_engine.core.audit.plot import render_png
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] == "matplotlib":
+            return None, "matplotlib is not installed where the report was written (pip install matplotlib)"
+        return None, f"the drawing code could not be loaded ({exc})"
+    pm, nm = report.get("parent_model") or {}, report.get("new_model") or {}
+    after = f"new v{nm['version']}" if nm.get("version") is not None else "new model (not kept)"
+    titles = (f"before: parent v{pm.get('version')}" if pm else "before: parent model", f"after: {after}")
+    key = jsonout.dumps([audit, titles], sort_keys=True)
+    if key not in _PICTURES:  # a batch's reports share one audit: draw it once
+        try:
+            _PICTURES.clear()
+            _PICTURES[key] = render_png(audit, *titles)
+        except Exception as exc:  # noqa: BLE001 - a picture never costs the report
+            return None, f"drawing it failed ({type(exc).__name__}: {exc})"
+    return _PICTURES[key], ""
+
+
+_PICTURES: dict[str, bytes] = {}
+
+
+def report_files(report: dict[str, Any], manifest_json: str) -> dict[str, str | bytes]:
+    """The files of a job's result folder: the report (with the audit picture when there is an audit)."""
+    png, why = audit_picture(report)
+    report = dict(report, picture={"file": PICTURE if png else None, "note": why} if png or why else None)
+    files: dict[str, str | bytes] = {
         "report.json": jsonout.dumps(report, indent=2, sort_keys=True) + "\n",
         "report.txt": render_text(report),
         "manifest.json": manifest_json,
     }
+    if png is not None:
+        files[PICTURE] = png
+    return files

@@ -44,6 +44,7 @@ log = logging.getLogger("piu.daemon")
 MAX_NAME_BYTES = 200  # a name kept as it is; the claim prefix (28 bytes) and `.error.txt` must still fit in 255
 SIDECAR = ".name."  # jobs/.claimed/.name.CLAIMED: the original name (bytes) of a file claimed under a safe one
 REPORT_FILES = ("report.json", "report.txt", "manifest.json")
+PICTURE_FILES = ("audit.png",)  # beside the report when the job was audited (not every report has one)
 _STEM_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -284,7 +285,7 @@ class Spool:
         if stale.is_symlink() or not stale.is_dir():
             return
         for f in stale.iterdir():
-            if f.name in REPORT_FILES or (f.name.startswith(".") and f.name.endswith(".tmp")):
+            if f.name in REPORT_FILES + PICTURE_FILES or (f.name.startswith(".") and f.name.endswith(".tmp")):
                 if f.is_file() or f.is_symlink():
                     f.unlink()
         try:

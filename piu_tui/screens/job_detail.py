@@ -1,4 +1,4 @@
-"""Job detail: identities, phase progress, loss curve, metrics, log tail."""
+"""Job detail: identities, phase progress, loss curve, metrics, the per-person audit, log tail."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from piu_tui.messages import JobDetailUpdated
 from piu_tui.screens.base import PolledScreen
 from piu_tui.viewmodel.sources import JobDetailSource
 from piu_tui.viewmodel.views import JobDetailView, job_action_state
+from piu_tui.widgets.audit_panel import AuditPanel
 from piu_tui.widgets.daemon_banner import DaemonBanner
 from piu_tui.widgets.identity_list import IdentityList
 from piu_tui.widgets.log_tail import LogTail
@@ -47,6 +48,8 @@ class JobDetailScreen(PolledScreen):
                     yield LossCurve(id="loss")
             yield Label("Metrics: parent and new model, baselines", classes="section")
             yield MetricsTable(id="metrics")
+            yield Label("Per-person audit", classes="section")
+            yield AuditPanel(id="audit")
             yield Label("Log", classes="section")
             yield LogTail(id="log")
         yield Footer(compact=True)
@@ -70,6 +73,7 @@ class JobDetailScreen(PolledScreen):
         self.query_one(PhaseProgress).show(view.phases)
         self.query_one(LossCurve).show(view.loss_text, view.losses)
         self.query_one(MetricsTable).show(view.metrics)
+        self.query_one(AuditPanel).show(view.audit)
         self.query_one(LogTail).show(view.log)
         self.refresh_bindings()
 

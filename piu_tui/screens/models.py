@@ -1,4 +1,4 @@
-"""Model versions: the lineage, what each version forgot, and its metrics."""
+"""Model versions: the lineage, what each version forgot, its metrics, and the reference pool."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ class ModelsScreen(PolledScreen):
         yield DaemonBanner(id="banner")
         yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="model-detail")
+        yield Static("", id="pool-detail")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -48,13 +49,15 @@ class ModelsScreen(PolledScreen):
         table.focus()
 
     def fetch(self) -> ModelsUpdated:
-        return ModelsUpdated(load_models(self.piu_app.ws.db_path, self.piu_app.clock))
+        ws = self.piu_app.ws
+        return ModelsUpdated(load_models(ws.db_path, self.piu_app.clock, ws.cfg.resolve(ws.cfg.engine.cache_dir)))
 
     @on(ModelsUpdated)
     def _updated(self, message: ModelsUpdated) -> None:
         if message.view == self.view:
             return
         self.view = message.view
+        self.query_one("#pool-detail", Static).update("\n".join(self.view.pools))
         table = self.query_one(DataTable)
         selected = None
         if table.row_count:

@@ -60,6 +60,7 @@ def list_pools(cache_dir: Path, dataset: str | None = None) -> list[dict[str, An
                     "preset": data.get("preset"),
                     "k": data.get("k"),
                     "seed": data.get("seed"),
+                    "model_seeds": data.get("model_seeds") or [],
                     "done": done,
                     "created": data.get("created"),
                     "completed": data.get("completed"),
