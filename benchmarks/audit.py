@@ -47,6 +47,7 @@ KEYS = (
     "auc_recognisable",
     "test_acc",
     "mia",
+    "nomus",
     "gap_to_retrain",
     "seconds",
     "holdout_flagged",
@@ -57,10 +58,14 @@ TABLE = (
     ("audit_auc", "audit AUC", 3),
     ("auc_recognisable", "AUC z>", 3),
     ("test_acc", "test acc", 3),
+    ("nomus", "NoMUS", 3),
     ("mia", "MIA", 3),
     ("gap_to_retrain", "gap to retrain", 3),
     ("seconds", "seconds", 1),
 )
+
+
+PAIRED = ("flagged", "audit_auc", "auc_recognisable", "test_acc", "nomus", "mia", "gap_to_retrain")
 
 
 def log(msg: str) -> None:
@@ -136,7 +141,7 @@ class Runner:
             "method": method,
             "seed": seed,
             **extra,
-            **{k: metrics[k] for k in ("test_acc", "forget_acc", "retain_acc", "mia")},
+            **{k: metrics[k] for k in ("test_acc", "forget_acc", "retain_acc", "mia", "nomus")},
             "flagged": s.flagged_fraction,
             "flagged_ci": s.flagged_ci,
             "recognisable": s.recognisable_fraction,
@@ -257,7 +262,7 @@ def paired_to_retrain(rows: list[dict]) -> dict:
             continue
         d = out.setdefault(
             (r["scenario"], r["method"]),
-            {k: [] for k in ("flagged", "audit_auc", "auc_recognisable", "test_acc", "mia")},
+            {k: [] for k in PAIRED},
         )
         for k in d:
             if r.get(k) is not None and b.get(k) is not None:
@@ -293,6 +298,9 @@ def main() -> None:
         default=0,
         help="run the lineage on the first N report seeds only (0: all); it retrains once per step",
     )
+    ap.add_argument(
+        "--sizes", default="1,5,big", help="request sizes, comma-separated (big: the preset's forget count)"
+    )
     ap.add_argument("--fpr", type=float, default=0.05)
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--json")
@@ -315,7 +323,8 @@ def main() -> None:
     pool_wall = time.perf_counter() - start
     runner = Runner(wb, pool, args)
     big = wb.dataset_cfg.forget_identities or wb.preset.forget_identities
-    sizes = list(dict.fromkeys([1, 5, big]))
+    sizes = [big if n == "big" else int(n) for n in args.sizes.split(",") if n] if args.sizes else []
+    sizes = list(dict.fromkeys(sizes))
     rows: list[dict] = []
     originals: list[float] = []
     lineage_seeds = seeds[: args.lineage_seeds] if args.lineage_seeds else seeds
@@ -325,6 +334,8 @@ def main() -> None:
             rows += runner.scenario(n, seed, methods)
         if args.lineage and seed in lineage_seeds:
             rows += runner.lineage(args.lineage, seed, methods)
+        if args.json:  # what is done so far survives a run cut short
+            _common.write_json(args.json + ".partial", {"seeds_done": seeds[: seeds.index(seed) + 1], "rows": rows})
     scen_rows = [r for r in rows if r["scenario"] != "lineage"]
     lin_rows = [r for r in rows if r["scenario"] == "lineage"]
     summary = summarize(scen_rows, ("scenario", "method"))
@@ -340,13 +351,9 @@ def main() -> None:
         table.append([scenario, method, *[fmt(st[k], d) for k, _, d in TABLE]])
     _common.print_table(["scenario", "method", *[h for _, h, _ in TABLE]], table, title)
     print()
-    ptable = [
-        [s, m, *[fmt_paired(p[k]) for k in ("flagged", "audit_auc", "auc_recognisable", "test_acc", "mia")]]
-        for (s, m), p in pairs.items()
-        if s != "lineage"
-    ]
+    ptable = [[s, m, *[fmt_paired(p[k]) for k in PAIRED]] for (s, m), p in pairs.items() if s != "lineage"]
     _common.print_table(
-        ["scenario", "method", "Δ flagged", "Δ audit AUC", "Δ AUC z>", "Δ test acc", "Δ MIA"],
+        ["scenario", "method", *[f"Δ {h}" for k, h, _ in TABLE if k in PAIRED]],
         ptable,
         "Paired difference to retrain (method - retrain), mean [95% t-interval over seeds]",
     )

@@ -118,8 +118,11 @@ class Submitter:
         reason: str = "",
         priority: str | int = 0,
         request_id: str = "",
+        params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         doc: dict[str, Any] = {"dataset": dataset, "identities": list(identities), "method": method}
+        if params:
+            doc["params"] = dict(params)
         if compare:
             doc["compare"] = list(compare)
         if requested_by:

@@ -11,6 +11,7 @@ runner), so tests build an un-run app and drive it with ``App.run_test``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -19,13 +20,17 @@ from textual import on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.reactive import reactive
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from piu_tui.actions import ActionResult, ControlRunner, Services
 from piu_tui.messages import ActionFinished, DashboardUpdated
+from piu_tui.palette import PiuCommands
+from piu_tui.threads import DaemonThreadExecutor
 from piu_tui.viewmodel.build import error_status
+from piu_tui.viewmodel.commands import COPY_FIELDS, PaletteCommand, copy_value
+from piu_tui.viewmodel.jobs import Pending, still_pending, with_pending
 from piu_tui.viewmodel.sources import StateSource
 from piu_tui.viewmodel.views import DaemonStatus, DashboardView, JobView
 
@@ -45,14 +50,15 @@ class PiuApp(App[int]):
         "styles/submit.tcss",
         "styles/dialogs.tcss",
     ]
-    ENABLE_COMMAND_PALETTE = False
+    COMMANDS = App.COMMANDS | {PiuCommands}  # ctrl+p: screens, job actions, themes
+    # Short words, in this order, so the dashboard's footer fits 80 columns; `?` lists them in full.
     BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("d", "dashboard", "Dashboard"),
-        Binding("i", "identities", "Identities"),
+        Binding("n", "new_request", "New", tooltip="New forget request"),
+        Binding("i", "identities", "Idents", tooltip="Identities"),
         Binding("m", "models", "Models"),
-        Binding("n", "new_request", "New request"),
+        Binding("d", "dashboard", "Dash", tooltip="Dashboard"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
     ]
 
     #: The last state read successfully (kept while the daemon or the database is gone).
@@ -76,12 +82,18 @@ class PiuApp(App[int]):
         self.source = StateSource(ws.db_path, clock)
         self._poll_timer: Timer | None = None
         self._poll_worker: Worker | None = None
+        #: cancels and retries asked for, shown in their rows until the state confirms them
+        self.pending: dict[str, Pending] = {}
+        self._read: DashboardView | None = None  # the last state read, before the pending marks
 
     # -- screens -----------------------------------------------------------
     def get_default_screen(self) -> Screen:
         from piu_tui.screens.dashboard import DashboardScreen
 
         return DashboardScreen()
+
+    def on_load(self) -> None:
+        asyncio.get_running_loop().set_default_executor(DaemonThreadExecutor())  # `q` never waits for a read
 
     def on_mount(self) -> None:
         self.poll_now()
@@ -92,6 +104,8 @@ class PiuApp(App[int]):
         from piu_tui.screens.submit import SubmitScreen
 
         screen = self.screen
+        if isinstance(screen, ModalScreen) and action in ("dashboard", "identities", "models", "new_request"):
+            return False  # a dialog or the help is open: close it first
         if action == "dashboard":
             return len(self.screen_stack) > 1
         if action == "identities":
@@ -137,7 +151,7 @@ class PiuApp(App[int]):
         from piu_tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(type(self.screen).__name__))
 
     def open_job(self, job_id: str) -> None:
         from piu_tui.screens.job_detail import JobDetailScreen
@@ -148,6 +162,41 @@ class PiuApp(App[int]):
         from piu_tui.screens.report import ReportScreen
 
         self.push_screen(ReportScreen(job_id))
+
+    def find_job(self, job_id: str) -> JobView | None:
+        view = self.dashboard
+        return next((j for j in view.jobs if j.id == job_id), None) if view is not None else None
+
+    def copy_job_field(self, job: JobView | None, action: str) -> None:
+        """Put the job's id, SHA-256 or report path on the clipboard (OSC 52: works over SSH)."""
+        if job is None:
+            return
+        what, text = COPY_FIELDS[action], copy_value(job, action)
+        if not text:
+            self.notify(f"{job.id} has no {what} yet", severity="warning")
+            return
+        self.copy_to_clipboard(text)
+        self.notify(text, title=f"copied the {what} of {job.id}")
+
+    def run_palette_command(self, command: PaletteCommand) -> None:
+        """Run what the palette chose: a screen action, or an action on its job."""
+        if not command.job_id:
+            self.run_action_now(command.action)
+            return
+        job = self.find_job(command.job_id)
+        if command.action == "open_job":
+            self.open_job(command.job_id)
+        elif command.action == "open_report":
+            self.open_report(command.job_id)
+        elif command.action == "cancel_job":
+            self.request_cancel(job)
+        elif command.action == "retry_job":
+            self.request_retry(job)
+        else:
+            self.copy_job_field(job, command.action)
+
+    def run_action_now(self, action: str) -> None:
+        getattr(self, f"action_{action}")()
 
     # -- polling: a chained timer, one read at a time in a thread -------------
     def poll_now(self) -> None:
@@ -165,7 +214,18 @@ class PiuApp(App[int]):
         view = message.view
         self.status = view.status
         if view.fresh:
-            self.dashboard = view
+            self._read = view
+            self.pending = still_pending(view, self.pending)
+            self.dashboard = with_pending(view, self.pending)
+
+    def _mark_pending(self, job_id: str, pending: Pending | None) -> None:
+        """Show (or stop showing) an unconfirmed cancel or retry in the job's row, at once."""
+        if pending is None:
+            self.pending.pop(job_id, None)
+        else:
+            self.pending[job_id] = pending
+        if self._read is not None:
+            self.dashboard = with_pending(self._read, self.pending)
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:
@@ -192,7 +252,7 @@ class PiuApp(App[int]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.notify(f"cancelling {job.id}…")
+                self._mark_pending(job.id, Pending("cancel"))
                 self._control("cancel", job.id)
 
         self.push_screen(ConfirmScreen(f"Cancel {job.id} ({job.state})?"), answered)
@@ -203,7 +263,7 @@ class PiuApp(App[int]):
         if not job.can_retry:
             self.notify(f"{job.id} is {job.state}; only failed or cancelled jobs can be retried", severity="warning")
             return
-        self.notify(f"queueing {job.id} again…")
+        self._mark_pending(job.id, Pending("retry"))
         self._control("retry", job.id)
 
     @work(thread=True, exit_on_error=False, group="control")
@@ -217,6 +277,8 @@ class PiuApp(App[int]):
     @on(ActionFinished)
     def _action_finished(self, message: ActionFinished) -> None:
         r = message.result
+        if not r.ok:  # refused: the row shows the state as it is again
+            self._mark_pending(message.job_id, None)
         self.notify(
             r.message or f"{message.action} {message.job_id}: {'done' if r.ok else 'failed'}",
             title=f"{message.action} {message.job_id}",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from piu_tui.actions import ActionResult
+from piu_tui.viewmodel.person import PersonView
 from piu_tui.viewmodel.views import DashboardView, IdentitiesView, JobDetailView, ModelsView, SubmitChoices
 
 
@@ -58,3 +59,8 @@ class ActionFinished(Message, bubble=False):
     action: str
     job_id: str
     result: ActionResult
+
+
+@dataclass
+class PersonUpdated(_Snapshot):
+    view: PersonView

@@ -212,6 +212,9 @@ def test_gate_with_a_pool_passes_only_if_every_person_is_indistinguishable():
     assert unmeasured.decision == "not gated" and "no finite score for 1 of 2 people (person-0001)" in (
         unmeasured.checks[-1].note
     )
+    nan["model"]["people"][0].update(verdict="still recognisable", z=3.0)  # one known failure decides
+    mixed = gate.evaluate(GateConfig(), few, few, nan)
+    assert mixed.decision == "failed" and "not measured: person-0001" in mixed.failures()[0]
 
 
 def test_a_score_that_is_not_finite_is_not_measured_never_indistinguishable():

@@ -265,7 +265,8 @@ async def settle(pilot, app) -> None:
         await pilot.pause()
 
 
-async def wait_until(pilot, cond, timeout: float = 8.0) -> None:
+async def wait_until(pilot, cond, timeout: float = 60.0) -> None:
+    """Wait for ``cond``; the limit is generous because a loaded machine is slow, never because tests race."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while not cond():
@@ -449,6 +450,7 @@ async def test_no_state_database_at_all(tmp_path):
 async def test_submit_form_writes_a_manifest_piu_validate_accepts(state, capsys):
     from piu_engine.cli import main as piu
     from piu_tui.screens.dashboard import DashboardScreen
+    from piu_tui.screens.job_detail import JobDetailScreen
     from piu_tui.screens.submit import SubmitScreen
 
     app = state.app()
@@ -459,7 +461,8 @@ async def test_submit_form_writes_a_manifest_piu_validate_accepts(state, capsys)
         form = app.screen
         assert isinstance(form, SubmitScreen) and form.choices is not None
         # forgotten identities are offered but cannot be picked
-        await pilot.press(*"person-002")  # filter as you type: person-0020 .. person-0023
+        assert form.focused.id == "dataset"  # tab order top to bottom: dataset, method, the filter
+        await pilot.press("tab", "tab", *"person-002")  # filter as you type: person-0020 .. person-0023
         await pilot.pause()
         lst = form.query_one("#identities")
         assert [o.value for o in lst.options] == NAMES[20:24]
@@ -470,7 +473,10 @@ async def test_submit_form_writes_a_manifest_piu_validate_accepts(state, capsys)
         form.query_one("#reason").value = "GDPR art. 17, ticket 99"
         form.query_one("#request-id").value = "req-tui-1"
         await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen), timeout=30)
+        await wait_until(pilot, lambda: isinstance(app.screen, JobDetailScreen), timeout=30)
+        assert app.screen.job_id == "req-tui-1"  # the new job opens
+        await pilot.press("escape")
+        assert isinstance(app.screen, DashboardScreen)
     path = state.ws.jobs_dir / "req-tui-1.json"
     doc = json.loads(path.read_text())
     assert doc["identities"] == ["person-0020", "person-0021"] and doc["compare"] == ["retrain"]
@@ -488,12 +494,15 @@ async def test_submit_form_shows_problems_and_writes_nothing(state):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, SubmitScreen), 60)
         await settle(pilot, app)
         form = app.screen
         form.query_one("#request-id").value = "req-1001"  # taken, and no identity chosen
         await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: "not submitted" in str(form.query_one("#problems").render()), 30)
-        assert "identities" in str(form.query_one("#problems").render())
+        # the check loads the dataset for the identity lookup: slow on a loaded machine
+        await wait_until(pilot, lambda: "not submitted" in str(form.query_one("#problems").render()), 180)
+        slot = form.query_one("#identities-problem")  # under its field, in plain words
+        assert slot.display and "choose at least one identity" in str(slot.render())
         assert isinstance(app.screen, SubmitScreen)
         await pilot.press("escape")
     assert not list(state.ws.jobs_dir.glob("*.json"))
@@ -571,9 +580,9 @@ async def test_report_identities_models_and_help(state):
         ids = screen.query_one("#identities-table")
         assert ids.row_count == 24
         assert [str(c) for c in ids.get_row("person-0001")][2:5] == ["forgotten", "req-1001", "v1"]
-        assert [str(c) for c in ids.get_row("person-0004")][2:4] == ["running", "req-1004"]
+        assert [str(c) for c in ids.get_row("person-0004")][2:4] == ["forgetting", "req-1004"]
         assert [str(c) for c in ids.get_row("person-0013")][2:4] == ["queued", "req-1005"]
-        await pilot.press(*"forgot")  # filter as you type
+        await pilot.press("slash", *"forgot")  # `/` to the filter, then filter as you type
         await pilot.pause()
         assert ids.row_count == 2
         await pilot.press("escape", "m")
@@ -616,3 +625,780 @@ def test_snapshot_job_detail_running(state, snap_compare):
 
 def test_snapshot_job_detail_done(state, snap_compare):
     assert snap_compare(state.app(), terminal_size=SIZE, run_before=_open("req-1001"))
+
+
+# ------------------------------------------------------------------ the per-person audit
+POOL = {
+    "k": 4,
+    "seed": 0,
+    "model_seeds": [11, 12, 13, 14],
+    "created": "2025-06-15T13:00:00+00:00",
+    "completed": "2025-06-15T13:20:00+00:00",
+}
+GATE_STATES = {"req-2001": "passed", "req-2002": "failed", "req-2003": "not gated"}
+
+
+def audit_side(people: list[tuple[str, float | None, str]], shift: float) -> dict:
+    """One model's audit as the worker stores it (``AuditResult.to_dict``: NaN becomes null)."""
+    from piu_engine.core.audit.result import AuditResult, Calibration, PersonAudit, SetSummary
+
+    ids = [f"person-{i:04d}" for i in range(24, 40)]  # never-seen calibration people
+    z = [round(shift + 0.35 * (i - 7.5), 3) for i in range(len(ids))]
+    cal = Calibration("t-interval", 0.05, len(z), shift, 1.0, shift - 2.3, shift + 2.3, ids, z)
+    rows = [
+        PersonAudit(
+            who,
+            6,
+            1.5,
+            0.2,
+            0.6,
+            4,
+            float("nan") if zz is None else zz,
+            float("nan") if zz is None else (0.62 if verdict == "indistinguishable" else 0.0),
+            verdict,
+        )
+        for who, zz, verdict in people
+    ]
+    flagged = sum(v != "indistinguishable" for *_, v in people) / len(people)
+    summary = SetSummary(len(rows), len(z), flagged, [0.0, 1.0], flagged, 0.0, 0.71, [0.5, 0.9], None, [None, None])
+    return AuditResult(rows, cal, summary, None, {"key": "k", "k": 4, "seed": 0}, 0.05, 0, 100, 1.0).to_dict()
+
+
+def add_audited_jobs(s: StateFixture) -> None:
+    """Three finished, audited jobs, one per gate decision (GATE_STATES), with their reports written.
+
+    The gate is the service's own (``gate.evaluate``) on these figures; req-2002 has a person whose z
+    came out NaN (stored as null)."""
+    from piu_engine.core.request import Metrics
+    from piu_engine.service import gate as gate_mod
+    from piu_engine.service.operations import Operations
+    from piu_engine.service.registry import Registry
+    from piu_engine.service.settings import GateConfig
+
+    store = s.store
+    ops = Operations(s.ws, store, Registry(s.ws.models_dir).ensure(), s.ws.spool().ensure())
+    good = dict(M0, test_acc=0.905, forget_acc=0.1, mia=0.52, seconds=20.0)
+    plans = {
+        "req-2001": (
+            NAMES[16:18],
+            good,
+            {
+                "pool": POOL,
+                "model": audit_side(
+                    [(NAMES[16], 0.4, "indistinguishable"), (NAMES[17], -0.9, "indistinguishable")], 0.1
+                ),
+                "parent": audit_side(
+                    [(NAMES[16], 4.1, "still recognisable"), (NAMES[17], 3.7, "still recognisable")], 0.4
+                ),
+            },
+        ),
+        "req-2002": (
+            [NAMES[18], NAMES[20]],
+            good,
+            {
+                "pool": POOL,
+                "model": audit_side(
+                    [(NAMES[18], 3.4, "still recognisable"), (NAMES[20], None, "indistinguishable")], 0.1
+                ),
+                "parent": audit_side(
+                    [(NAMES[18], 4.2, "still recognisable"), (NAMES[20], 3.9, "still recognisable")], 0.4
+                ),
+            },
+        ),
+        # nothing to gate on: no test accuracy, no MIA, and the audit could not be calibrated
+        "req-2003": (
+            [NAMES[19]],
+            {"forget_acc": 0.2},
+            {"error": "calibration needs at least 3 never-seen people, got 2"},
+        ),
+    }
+    version, forgotten = 1, list(NAMES[1:3])
+    for k, (rid, (people, metrics, audit)) in enumerate(plans.items()):
+        s.at(T0 - 900 + 60 * k)
+        _accept(s, _manifest(rid, people))
+        store.start_batch(f"b-{rid}", [store.job(rid)], version, "cpu")
+        g = gate_mod.evaluate(GateConfig(), Metrics.from_dict(good), Metrics.from_dict(metrics), audit)
+        assert g.decision == GATE_STATES[rid]
+        outcome = {"parent": good, "model": metrics, "audit": audit, "sha256": "d" * 64}
+        result = {"outcome": outcome, "gate": g.to_dict(), "device": "cpu"}
+        s.at(T0 - 870 + 60 * k)
+        if not g.passed:
+            store.set_job(
+                rid,
+                state="failed",
+                finished_at=s.clock.t,
+                metrics=metrics,
+                parent_metrics=good,
+                result=result,
+                error="acceptance gate failed: " + "; ".join(g.failures()),
+            )
+            store.end_batch(f"b-{rid}", "failed", "acceptance gate failed")
+        else:
+            with store.tx():
+                store.add_version(
+                    "synthetic", version + 1, version, "d" * 64, f"synthetic/{version + 1}/model.pt", "forget",
+                    "piu-fr", [rid], forgotten + people, metrics,
+                )  # fmt: skip
+                store.mark_forgotten("synthetic", {n: rid for n in people}, version + 1)
+                for n in people:
+                    store.set_identity_status(rid, n, "forgotten", version + 1)
+                store.set_job(
+                    rid,
+                    state="done",
+                    finished_at=s.clock.t,
+                    version=version + 1,
+                    sha256="d" * 64,
+                    metrics=metrics,
+                    parent_metrics=good,
+                    result=result,
+                )
+                store.end_batch(f"b-{rid}", "done")
+            version, forgotten = version + 1, forgotten + people
+        ops.write_report(rid)
+    s.at(T0 - 1)
+
+
+def write_pool_manifest(s: StateFixture) -> None:
+    """A finished reference pool of 4 models, as `piu audit pool` leaves its manifest."""
+    from piu_engine.core.audit.manifest import write_manifest
+
+    pool_dir = s.ws.cfg.resolve(s.ws.cfg.engine.cache_dir) / "pools" / "synthetic-tiny-k4-s0"
+    pool_dir.mkdir(parents=True)
+    models = [{"index": i, "seed": seed, "status": "done"} for i, seed in enumerate(POOL["model_seeds"])]
+    write_manifest(pool_dir, dict(POOL, dataset="synthetic", preset="tiny", key="k", models=models))
+
+
+def test_job_detail_view_shows_each_verdict_the_pool_and_a_histogram(state):
+    from piu_engine.service.report import AUDIT_QUESTION
+    from piu_tui.viewmodel.sources import JobDetailSource
+
+    add_audited_jobs(state)
+    view = JobDetailSource(state.ws.db_path, "req-2002", lambda: T0).load()
+    audit = view.audit
+    assert audit.state == "audited" and audit.question == AUDIT_QUESTION
+    assert "4 reference models (pool seed 0, model seeds 11, 12, 13, 14)" in audit.headline
+    assert [(p.key, p.identity, p.verdict, p.z, p.p) for p in audit.people] == [
+        ("1", "person-0018", "still recognisable", "+3.40", "0.000"),
+        ("2", "person-0020", "indistinguishable", "NaN", "NaN"),  # a NaN z is shown, never dropped
+    ]
+    assert audit.people[0].before == "still recognisable, z +4.20"
+    caption, *bars, marks, axis = audit.histogram
+    assert "never-seen people's z on the new model (n=16)" in caption
+    assert len(bars) == 3 and all(len(r) == 60 for r in (*bars, marks, axis))  # fits 80 columns
+    assert set("".join(bars)) <= set(" ▁▂▃▄▅▆▇█") and "█" in "".join(bars)
+    assert marks.count("┆") == 2 and "1" in marks and "2" not in marks  # the NaN person cannot be placed
+    assert axis.startswith("-2.") and "0" in axis
+    assert audit.gate.startswith("gate on the audit: FAILED: 1 of 2 forgotten people")
+    assert audit.picture == f"picture: {Path(view.report_path).parent / 'audit.png'}"
+    assert "acceptance gate FAILED" in view.info
+
+    no_pool = JobDetailSource(state.ws.db_path, "req-1001", lambda: T0).load().audit
+    assert no_pool.state == "not audited" and "piu audit pool" in no_pool.headline
+    running = JobDetailSource(state.ws.db_path, "req-1004", lambda: T0).load().audit
+    assert running.state == "pending"
+
+
+def test_gate_states_reach_status_jobs_show_report_and_job_detail(state, capsys):
+    from piu_engine.cli import main as piu
+    from piu_tui.viewmodel.sources import JobDetailSource
+
+    add_audited_jobs(state)
+    cfg = str(state.config)
+    assert piu(["--config", cfg, "status", "--json"]) == 0
+    gates = {j["id"]: j["gate"] for j in json.loads(capsys.readouterr().out)["jobs"]}
+    for rid, decision in GATE_STATES.items():
+        assert gates[rid] == decision
+        assert piu(["--config", cfg, "jobs", "show", rid]) == 0
+        shown = capsys.readouterr().out
+        assert f"Acceptance gate: {decision.upper()}" in shown  # `piu jobs show` prints report.txt
+        view = JobDetailSource(state.ws.db_path, rid, lambda: T0).load()
+        assert f"acceptance gate {'FAILED' if decision == 'failed' else decision}" in view.info
+        assert view.audit.gate.startswith(
+            f"gate on the audit: {'not gated' if decision == 'not gated' else decision.upper()}"
+        )
+    done = (state.ws.jobs_dir / "done" / "req-2003" / "report.txt").read_text()
+    assert "Per-person audit: not audited (calibration needs at least 3" in done
+    assert "Gate on these verdicts" not in done and not (state.ws.jobs_dir / "done/req-2003/audit.png").exists()
+
+
+async def test_job_detail_audit_panel_at_80x24_and_100x30(state):
+    from piu_tui.widgets.audit_panel import AuditPanel
+
+    add_audited_jobs(state)
+    for size in ((80, 24), (100, 30)):
+        app = state.app()
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot, app)
+            app.open_job("req-2002")
+            await settle(pilot, app)
+            panel = app.screen.query_one(AuditPanel)
+            text = str(panel.render())
+            assert "person-0018  STILL RECOGNISABLE  z +3.40  p 0.000" in text
+            assert "z NaN  p NaN" in text and "no values yet" not in text
+            assert "Could someone holding the model tell" in text
+            for row in app.screen.view.audit.histogram:
+                assert row in text
+            detail = app.screen.query_one("#detail")
+            assert detail.max_scroll_x == 0 and panel.size.width <= size[0]  # wrapped, scrolls only down
+            panel.scroll_visible(animate=False)
+            await pilot.pause()
+            assert detail.scroll_y > 0
+
+
+async def test_models_screen_shows_the_reference_pool(state, capsys):
+    from piu_engine.cli import main as piu
+    from piu_tui.screens.models import ModelsScreen
+
+    write_pool_manifest(state)
+    app = state.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("m")
+        await settle(pilot, app)
+        assert isinstance(app.screen, ModelsScreen)
+        pool = str(app.screen.query_one("#pool-detail").render())
+        assert "reference pool synthetic (preset tiny): 4 models, pool seed 0, model seeds 11, 12, 13, 14" in pool
+        assert "built 2025-06-15" in pool and "ago)" in pool
+    assert piu(["--config", str(state.config), "model", "list", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [v["version"] for v in out["versions"]] == [0, 1]
+    assert [(p["k"], p["seed"], p["model_seeds"], p["done"]) for p in out["reference_pools"]] == [
+        (4, 0, [11, 12, 13, 14], 4)
+    ]
+
+
+def test_light_clients_never_load_matplotlib():
+    """The audit picture is drawn only when a report with an audit is written."""
+    code = (
+        "import sys, importlib\n"
+        "for m in ('piu_tui.app', 'piu_tui.viewmodel.audit', 'piu_tui.viewmodel.sources',\n"
+        "          'piu_engine.service.report', 'piu_engine.service.daemon', 'piu_engine.commands.service',\n"
+        "          'piu_engine.cli'):\n"
+        "    importlib.import_module(m)\n"
+        "print('matplotlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------ fit, respond, show failures, Textual basics
+def screen_lines(app) -> list[str]:
+    """What the terminal shows, one string a row."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+async def select_job(pilot, table, job_id: str) -> None:
+    table.focus()
+    for _ in range(table.row_count):
+        if table.selected_job_id == job_id:
+            return
+        await pilot.press("down")
+    raise AssertionError(f"{job_id} not in the table")
+
+
+LONG_ID = "req-0123456789abcdef"  # a request id derived from the content: 20 characters
+
+
+def test_columns_fit_80_and_100_dropping_the_least_important_first(state):
+    import dataclasses
+
+    from piu_tui.viewmodel.columns import fit_columns
+    from piu_tui.viewmodel.sources import StateSource
+
+    view = StateSource(state.ws.db_path, lambda: T0).dashboard()
+    jobs = (dataclasses.replace(view.jobs[0], id=LONG_ID), *view.jobs[1:])
+    for width in (79, 99, 119):  # the terminal less the table's one-cell scrollbar
+        assert sum(c.width + 1 for c in fit_columns(width, jobs)) <= width
+    at80 = {c.key: c for c in fit_columns(79, jobs)}
+    assert {"id", "state", "progress", "mia", "nomus", "elapsed", "eta"} <= set(at80)
+    assert at80["mia"].width == at80["nomus"].width == 5  # whole metrics, not "0.7…"
+    assert "gate" not in at80 and "test_acc" not in at80  # what went first
+    assert at80["id"].width < len(LONG_ID)  # shortened only after the less important columns
+    at100 = {c.key: c for c in fit_columns(99, jobs)}
+    assert at100["id"].width == len(LONG_ID)  # not cut at 16 when there is room
+    assert "test_acc" in {c.key for c in fit_columns(99, view.jobs)}
+    at120 = {c.key: c for c in fit_columns(119, view.jobs)}
+    assert "gate" in at120 and at120["identities"].width >= len("3: person-0003, +2")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+async def test_dashboard_fits_the_terminal_without_scrolling_sideways(state, size):
+    from piu_tui.widgets.jobs_table import JobsTable
+
+    _accept(state, _manifest(LONG_ID, [NAMES[20]]))
+    app = state.app()
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, app)
+        table = app.screen.query_one(JobsTable)
+        assert table.max_scroll_x == 0  # no horizontal scrollbar
+        lines = screen_lines(app)
+        assert lines[-1].rstrip().endswith("q Quit")  # the footer is whole
+        header = lines[[i for i, line in enumerate(lines) if line.startswith(" request")][0]]
+        for label in ("MIA", "NoMUS", "ETA"):
+            assert label in header
+        assert "elapsed" in header or "time" in header
+        long_row = next(line for line in lines if "req-0123" in line)
+        assert (LONG_ID in long_row) == (size[0] >= 100)  # whole where there is room
+
+
+def test_models_lineage_is_flat_however_long(state):
+    from piu_tui.viewmodel.sources import load_models
+
+    for v in (2, 3, 4):
+        path = f"synthetic/{v}/model.pt"
+        state.store.add_version("synthetic", v, v - 1, "d" * 64, path, "forget", "piu-fr", [], [], M0)
+    lineage = {v.version: v.lineage for v in load_models(state.ws.db_path, lambda: T0).versions}
+    assert lineage == {0: "v0", 1: "v1 ← v0", 2: "v2 ← v1", 3: "v3 ← v2", 4: "v4 ← v3"}
+
+
+async def test_q_quits_at_once_even_while_a_read_hangs(state):
+    import threading
+    import time
+
+    from piu_tui.threads import DaemonThreadExecutor
+    from piu_tui.widgets.row_table import RowTable
+
+    release = threading.Event()
+    app = state.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        loop = asyncio.get_running_loop()
+        executor = loop._default_executor
+        assert isinstance(executor, DaemonThreadExecutor)
+        hanging = loop.run_in_executor(None, release.wait)  # a dataset loading, a stuck NFS mount
+        t0 = time.monotonic()
+        executor.shutdown(wait=True)  # what the loop does when the app has quit
+        assert time.monotonic() - t0 < 0.5 and not hanging.done()
+        await pilot.press("i")  # the identities screen: the table has the focus, so `q` is not typed
+        await settle(pilot, app)
+        assert isinstance(app.focused, RowTable)
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.return_code == 0 and not app.is_running
+    release.set()
+
+
+async def test_cancel_and_retry_show_in_the_row_until_the_daemon_confirms(state):
+    from piu_tui.actions import ActionResult
+    from piu_tui.widgets.jobs_table import JobsTable
+
+    def control(op, job_id):
+        return ActionResult(job_id != "req-1005", "asked" if job_id != "req-1005" else "refused by the daemon")
+
+    app = state.app(control=control)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        table = app.screen.query_one(JobsTable)
+        await select_job(pilot, table, "req-1004")
+        await pilot.press("c", "y")
+        await pilot.pause()
+        assert cells(table, "req-1004")[1].strip() == "cancelling"  # at once
+        app.poll_now()
+        await settle(pilot, app)
+        assert cells(table, "req-1004")[1].strip() == "cancelling"  # the state still says running
+        assert "waiting for the daemon" in str(app.screen.query_one("#job-summary").render())
+        assert app.screen.check_action("cancel_job", ()) is None  # greyed: asked already
+        state.store.set_job("req-1004", state="cancelled", finished_at=T0, error="cancelled by `piu cancel`")
+        app.poll_now()
+        await settle(pilot, app)
+        assert cells(table, "req-1004")[1].strip() == "cancelled" and not app.pending
+
+        await select_job(pilot, table, "req-1002")
+        await pilot.press("r")
+        await pilot.pause()
+        assert cells(table, "req-1002")[1].strip() == "retrying"
+        state.store.set_job("req-1002", state="queued", error=None, finished_at=None)
+        app.poll_now()
+        await settle(pilot, app)
+        assert cells(table, "req-1002")[1].strip() == "queued"
+
+        await select_job(pilot, table, "req-1005")  # refused: the row shows the state as it is again
+        await pilot.press("c", "y")
+        await settle(pilot, app)
+        assert cells(table, "req-1005")[1].strip() == "queued" and not app.pending
+
+
+async def test_rejected_job_shows_its_file_and_reasons_under_the_table(state):
+    from piu_tui.widgets.jobs_table import JobsTable
+
+    app = state.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        table = app.screen.query_one(JobsTable)
+        await select_job(pilot, table, state.rejected_id)
+        text = str(app.screen.query_one("#job-summary").render())
+        assert "rejected bad.json: nothing was run" in text
+        assert "not among the training identities of 'synthetic': 'nobody'" in text
+        await select_job(pilot, table, "req-1001")
+        assert "gate passed" in str(app.screen.query_one("#job-summary").render())
+
+
+def test_gate_tones_and_not_gated(state):
+    import dataclasses
+
+    from piu_tui.viewmodel.build import job_detail, job_view
+    from piu_tui.viewmodel.jobs import gate_tone, job_summary
+
+    job = state.store.job("req-1001")
+    ungated = job_view(dataclasses.replace(job, result={"gate": {"decision": "not gated"}}), T0)
+    assert ungated.gate == "not gated" and gate_tone("not gated") == "warn"
+    assert (gate_tone("passed"), gate_tone("failed")) == ("good", "bad")
+    head = job_summary(ungated)[0]
+    assert ("not gated", "warn") in head
+    assert job_view(state.store.job("req-1002"), T0).gate == "failed"
+    rejected = job_detail(state.store.job(state.rejected_id), state.rejected_id, T0)
+    assert "rejected bad.json: nothing was run" in rejected.info  # the detail header says it too
+
+
+def test_a_job_cancelled_while_queued_shows_no_elapsed_time(state):
+    import dataclasses
+
+    from piu_tui.viewmodel.build import job_view
+
+    job = state.store.job("req-1003")
+    assert job_view(job, T0).elapsed == "-"
+    # retried after a first run, then cancelled while queued again: started_at is the first run's
+    retried = dataclasses.replace(job, started_at=T0 - 5000, finished_at=T0 - 1100, phase=None, progress=None)
+    assert job_view(retried, T0).elapsed == "-" and job_view(retried, T0).elapsed_s is None
+    while_running = dataclasses.replace(retried, started_at=T0 - 1200, phase="scrub", progress=0.4)
+    assert job_view(while_running, T0).elapsed == "1m40s"
+
+
+async def test_command_palette_offers_jobs_screens_and_themes(state):
+    from piu_tui.screens.confirm import ConfirmScreen
+    from piu_tui.viewmodel.commands import palette_commands
+    from textual.command import CommandList, CommandPalette
+
+    app = state.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        titles = [c.title for c in palette_commands(app.dashboard.jobs, "req-1004")]
+        assert titles[:5] == [
+            "Go to dashboard",
+            "Go to identities",
+            "Go to models",
+            "Submit a new forget request",
+            "Help for this screen",
+        ]
+        assert "Cancel job req-1004" in titles and "Retry job req-1004" not in titles  # what the keys allow
+        assert "Retry job req-1002" in titles and "Copy the SHA-256 of req-1001" in titles
+        assert "Theme" in [c.title for c in app.get_system_commands(app.screen)]
+        assert len(app.available_themes) > 1
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"cancel job req-1004")
+        await wait_until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0)
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+
+
+async def test_jobs_table_sorts_by_keys_and_header_clicks(state):
+    from piu_tui.widgets.jobs_table import JobsTable
+
+    app = state.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        table = app.screen.query_one(JobsTable)
+
+        def order():
+            return [str(r.key.value) for r in table.ordered_rows]
+
+        daemon_order = order()
+        await pilot.press("s")  # the first column: request id
+        assert order() == sorted(daemon_order) and "▲" in str(table.columns["id"].label)
+        await pilot.press("S")
+        assert order() == sorted(daemon_order, reverse=True)
+        x = 1 + sum(c.width + 1 for c in table.layout_columns[: [c.key for c in table.layout_columns].index("mia")])
+        await pilot.click(JobsTable, offset=(x + 1, 0))  # the MIA header
+        assert order()[:2] == ["req-1001", "req-1002"]  # 0.522, 0.713; jobs without MIA last
+        await pilot.click(JobsTable, offset=(x + 1, 0))
+        assert order()[:2] == ["req-1002", "req-1001"]
+        await pilot.click(JobsTable, offset=(x + 1, 0))  # a third time: the daemon's order again
+        assert order() == daemon_order
+
+
+async def test_slash_filters_jobs_and_empty_states_say_what_to_do(state, tmp_path):
+    from piu_engine.core.config import load_config
+    from piu_engine.service.workspace import Workspace, init_workspace
+    from piu_tui.app import PiuApp
+    from piu_tui.widgets.jobs_table import JobsTable
+
+    app = state.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        table = app.screen.query_one(JobsTable)
+        await pilot.press("slash", *"fail")
+        assert [str(r.key.value) for r in table.ordered_rows] == ["req-1002"]
+        await pilot.press("enter")  # to the table, the filter stays
+        assert app.focused is table and table.row_count == 1
+        await pilot.press("slash", *"zzz")
+        empty = app.screen.query_one("#jobs-empty")
+        assert empty.display and "No job matches “zzz”" in str(empty.render())  # `/` selects the old text
+        await pilot.press("escape")
+        assert table.row_count == 6 and not app.screen.query_one("#jobs-filter").display
+
+    ws = Workspace.from_config(load_config(init_workspace(tmp_path / "fresh", "tiny")))
+    store = state_mod.StateStore(ws.db_path)  # a daemon that has not received anything yet
+    store.heartbeat_update("daemon", "cpu", "running", T0 - 60)
+    app = PiuApp(ws, clock=lambda: T0, poll_interval=60)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        empty = app.screen.query_one("#jobs-empty")
+        assert empty.display and "press n to submit" in str(empty.render()).lower()
+    store.close()
+
+
+async def test_copy_id_sha_and_report_path_and_home_end(state):
+    from piu_tui.widgets.jobs_table import JobsTable
+
+    app = state.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        table = app.screen.query_one(JobsTable)
+        await pilot.press("end")
+        assert table.selected_job_id == "req-1001"  # the last row
+        await pilot.press("y")
+        assert app.clipboard == "req-1001"
+        await pilot.press("Y")
+        assert app.clipboard == "b" * 64
+        await pilot.press("p")
+        assert app.clipboard.endswith("report.txt") and "req-1001" in app.clipboard
+        await pilot.press("home")
+        assert table.selected_job_id == "req-1004"
+        await pilot.press("Y")  # still running: no checksum yet, the clipboard keeps what it had
+        assert app.clipboard.endswith("report.txt")
+        assert app.screen.check_action("copy_sha", ()) is None
+
+
+async def test_disabled_footer_keys_are_clearly_greyed(state):
+    from textual.widgets._footer import FooterKey
+
+    app = state.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        keys = {k.description: k for k in app.screen.query(FooterKey)}
+        retry, cancel = keys["Retry"], keys["Cancel"]  # the running job is selected
+        assert retry.has_class("-disabled") and not cancel.has_class("-disabled")
+        assert retry.styles.text_style.strike and not cancel.styles.text_style.strike
+        assert retry.styles.color != cancel.styles.color
+
+
+async def test_help_is_per_screen(state):
+    from piu_tui.screens.help import HelpScreen
+
+    app = state.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        for key, title in (("d", "Dashboard: the daemon"), ("i", "Identities: present"), ("n", "New forget request")):
+            if key != "d":
+                await pilot.press(key)
+                await settle(pilot, app)
+            app.action_help()
+            await pilot.pause()
+            assert isinstance(app.screen, HelpScreen)
+            text = str(app.screen.query_one("#help-text").render())
+            assert title in text and "ctrl+p" in text
+            await pilot.press("escape")
+            await pilot.pause()
+            if key != "d":
+                await pilot.press("escape")
+                await pilot.pause()
+
+
+async def test_identities_table_has_focus_and_enter_opens_the_persons_history(state):
+    from piu_tui.screens.job_detail import JobDetailScreen
+    from piu_tui.screens.person import PersonScreen
+    from piu_tui.widgets.row_table import RowTable
+
+    app = state.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("i")
+        await settle(pilot, app)
+        table = app.screen.query_one(RowTable)
+        assert app.focused is table
+        await pilot.press("end")
+        assert table.selected_key == "person-0023"
+        await pilot.press("home", "down", "enter")  # person-0001, forgotten by req-1001
+        await settle(pilot, app)
+        person = app.screen
+        assert isinstance(person, PersonScreen) and person.identity == "person-0001"
+        title = str(person.query_one("#person-title").render())
+        assert "FORGOTTEN" in title and "v1 by req-1001" in title
+        assert [str(r.key.value) for r in person.query_one(RowTable).ordered_rows] == ["req-1001"]
+        await pilot.press("enter")
+        await settle(pilot, app)
+        assert isinstance(app.screen, JobDetailScreen) and app.screen.job_id == "req-1001"
+        await pilot.press("escape", "escape")
+        await pilot.press("home", "enter")  # person-0000: nobody asked yet
+        await settle(pilot, app)
+        assert "press n to submit one" in str(app.screen.query_one("#person-empty").render())
+
+
+async def test_submit_form_order_digits_limit_params_and_problems_by_field(state):
+    from piu_tui.screens.job_detail import JobDetailScreen
+
+    app = state.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("n")
+        await settle(pilot, app)
+        form = app.screen
+        seen = []
+        for _ in range(12):
+            seen.append(app.focused.id)
+            await pilot.press("tab")
+        assert seen == [
+            "dataset",
+            "method",
+            "identity-filter",
+            "identities",
+            "baselines",
+            "requested-by",
+            "priority",
+            "reason",
+            "request-id",
+            "params",
+            "submit",
+            "cancel",
+        ]
+        lst = form.query_one("#identities")
+        prompts = {o.value: str(o.prompt) for o in lst.options}
+        assert "forgetting" in prompts["person-0003"] and "queued" in prompts["person-0013"]
+
+        form.query_one("#priority").focus()
+        await pilot.press("end", "minus", "x", "7")
+        assert form.query_one("#priority").value == "07"  # digits only
+
+        form.query_one("#identity-filter").focus()
+        await pilot.press(*"person-001", "tab", "space")
+        for _ in range(6):
+            await pilot.press("down", "space")
+        assert len(form.selected["synthetic"]) == 6 == len(lst.selected)  # the 7th tick was refused
+        limit = form.query_one("#identities-problem")
+        assert limit.display and "at most 6 identities per request" in str(limit.render())
+
+        params = form.query_one("#params")
+        params.value = '{"epochs": '
+        await pilot.pause()
+        assert "not valid JSON" in str(form.query_one("#params-problem").render())
+        params.value = '{"nope": 1}'
+        await pilot.pause()
+        assert not form.query_one("#params-problem").display
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: form.query_one("#params-problem").display, 180)
+        assert "nope is not a parameter of piu-fr" in str(form.query_one("#params-problem").render())
+
+        params.value = '{"epochs": 1}'
+        form.query_one("#request-id").value = "req-1001"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: form.query_one("#request_id-problem").display, 180)
+        assert "was received before" in str(form.query_one("#request_id-problem").render())
+        assert not form.query_one("#params-problem").display
+
+        form.query_one("#request-id").value = "req-tui-params"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobDetailScreen), 180)
+    doc = json.loads((state.ws.jobs_dir / "req-tui-params.json").read_text())
+    assert doc["params"] == {"epochs": 1} and doc["priority"] == 7 and len(doc["identities"]) == 6
+
+
+def test_problems_go_under_their_field_in_plain_words():
+    from piu_tui.viewmodel.form import OTHER, field_problems, parse_params
+
+    got = field_problems(
+        [
+            "identities: [] should be non-empty",
+            "priority: 'x' is not of type 'integer'",
+            "method/params: params.nope: unknown parameter of piu-fr (known: epochs, lr)",
+            "compare: lists the request's own method 'piu-fr'",
+            "request_id 'req-1' was received before (job is done); use a new request id",
+            "unknown field: 'colour'",
+        ]
+    )
+    assert got["identities"] == ["choose at least one identity (space ticks one)"]
+    assert got["priority"] == ["must be a whole number"]
+    assert got["params"] == ["nope is not a parameter of piu-fr; it takes: epochs, lr"]
+    assert got["compare"] == ["untick piu-fr: it is the request's own method"]
+    assert got["request_id"][0].startswith("request_id 'req-1' was received before")
+    assert got[OTHER] == ["unknown field: 'colour'"]
+    assert parse_params("") == ({}, "") and parse_params('{"lr": 0.1}') == ({"lr": 0.1}, "")
+    assert parse_params("[1]")[0] is None and "JSON object" in parse_params("[1]")[1]
+
+
+# ------------------------------------------------------------------ snapshots: 80x24 and 120x40
+@pytest.fixture
+def frozen_env(monkeypatch):
+    """Local times in UTC and a fixed user name, so the snapshots are the same on every machine."""
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    monkeypatch.setattr("piu_tui.screens.submit.default_requester", lambda: "admin")
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def _on(*keys: str):
+    async def run_before(pilot) -> None:
+        await settle(pilot, pilot.app)
+        for key in keys:
+            await pilot.press(key)
+            await settle(pilot, pilot.app)
+        for box in pilot.app.screen.query("Input"):
+            box.cursor_blink = False
+        await pilot.pause()
+
+    return run_before
+
+
+SCREEN_KEYS = {"dashboard": (), "identities": ("i",), "submit": ("n",), "help": ("question_mark",)}
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("screen", list(SCREEN_KEYS))
+def test_snapshot_screens(state, snap_compare, frozen_env, screen, size):
+    assert snap_compare(state.app(), terminal_size=size, run_before=_on(*SCREEN_KEYS[screen]))
+
+
+async def test_report_wraps_at_80_columns_and_w_unwraps_it(state):
+    from piu_tui.screens.report import ReportScreen
+    from piu_tui.widgets.jobs_table import JobsTable
+
+    app = state.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        await select_job(pilot, app.screen.query_one(JobsTable), "req-1002")
+        await pilot.press("o")
+        await settle(pilot, app)
+        assert isinstance(app.screen, ReportScreen)
+        scroll = app.screen.query_one("#report-scroll")
+        assert scroll.max_scroll_x == 0  # every line wrapped, nothing cut
+        await pilot.press("w")
+        await pilot.pause()
+        assert scroll.max_scroll_x > 0  # the tables as columns, scrolled sideways
+
+
+def test_new_viewmodel_modules_do_not_import_textual():
+    code = (
+        "import sys, importlib\n"
+        "for m in ('piu_tui.viewmodel.columns', 'piu_tui.viewmodel.jobs', 'piu_tui.viewmodel.form',\n"
+        "          'piu_tui.viewmodel.commands', 'piu_tui.viewmodel.person', 'piu_tui.threads'):\n"
+        "    importlib.import_module(m)\n"
+        "print('textual' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+async def test_a_daemon_problem_shows_in_the_banner(state):
+    app = state.app(clock=lambda: T0, poll_interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        banner = app.screen.query_one("#banner")
+        assert not banner.display
+        state.store.heartbeat_update("daemon", "cpu", "running", T0 - 60, problem="disk full: models (retrying)")
+        await wait_until(pilot, lambda: banner.display)
+        assert "daemon running, but: disk full: models (retrying)" in str(banner.render())

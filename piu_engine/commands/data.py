@@ -26,7 +26,7 @@ def _bits(text: str) -> int:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("data", help="inspect or check a dataset")
-    sub = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    sub = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION", help="what to do")
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument(

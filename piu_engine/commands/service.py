@@ -2,20 +2,25 @@
 
 ``piu init``, ``piu train``, ``piu model import|list``, ``piu validate``,
 ``piu submit``, ``piu daemon``, ``piu batch``, ``piu status``,
-``piu jobs show``, ``piu cancel``, ``piu retry``, ``piu identities``.
+``piu jobs list|show``, ``piu cancel``, ``piu retry``, ``piu identities``.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import re
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from piu_engine.core.config import load_config
+from piu_engine.commands.workspace import load_workspace_config
 from piu_engine.service.jobstate import ACTIVE_STATES, JobState
+
+WIDTH = 100  # `piu status` and `piu jobs list` fit a terminal this wide
 
 
 def _cmd_error(msg: str) -> Exception:
@@ -27,7 +32,7 @@ def _cmd_error(msg: str) -> Exception:
 def _workspace(args):
     from piu_engine.service.workspace import Workspace
 
-    return Workspace.from_config(load_config(args.config))
+    return Workspace.from_config(load_workspace_config(args))
 
 
 def _client(args):
@@ -60,16 +65,54 @@ def _when(ts: float | None) -> str:
     return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
+def _shorten(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: the start and the end kept (ids differ in both)."""
+    if len(text) <= width:
+        return text
+    if width < 8:
+        return text[: width - 1] + "…"
+    tail = width // 3
+    return text[: width - tail - 1] + "…" + text[-tail:]
+
+
+def _fit(line: str, width: int = WIDTH) -> str:
+    """One output line cut to ``width`` columns."""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
 # ------------------------------------------------------------------ init
 def cmd_init(args) -> int:
-    from piu_engine.service.workspace import init_workspace
+    from piu_engine.core.config import load_config
+    from piu_engine.service.client import Client, daemon_start_hint, piu_executable
+    from piu_engine.service.workspace import Workspace, init_workspace, write_examples, write_jobs_readme
 
     try:
         config = init_workspace(Path(args.dir), args.preset, force=args.force)
     except (FileExistsError, ValueError) as exc:
         raise _cmd_error(str(exc)) from None
+    ws = Workspace.from_config(load_config(config))
+    dataset = ws.cfg.bench.dataset
+    print(f"reading the identities of dataset {dataset!r} for examples/ ...", file=sys.stderr)
+    try:
+        identities = Client(ws).identity_lookup(dataset)
+        examples = write_examples(ws, identities, force=args.force)
+        write_jobs_readme(ws, identities[0], force=True)
+    except Exception as exc:  # noqa: BLE001 - the workspace itself is ready; say what is missing
+        print(f"piu init: warning: examples/ not written ({exc})", file=sys.stderr)
+        examples = []
+    piu = piu_executable()
+    base = ws.cfg.base_dir.resolve()
     print(f"workspace ready: {config}")
-    print(f"next: cd {args.dir} && piu train && piu daemon   (then drop manifests into jobs/)")
+    print("  jobs/README.md: the manifest format, where results land, how to check status")
+    for path in examples:
+        print(f"  example request: {path.relative_to(base)}")
+    print("next:")
+    print(f"  cd {base}")
+    print(f"  {piu} train                       # version 0: the original model")
+    print(f"  {daemon_start_hint(ws)}")
+    if examples:
+        print(f"  {piu} submit {examples[0].relative_to(base)}")
+    print(f"  {piu} status")
     return 0
 
 
@@ -150,8 +193,8 @@ def cmd_model_list(args) -> int:
     client = _client(args)
     rows = client.versions(args.dataset)
     found = list_pools(client.ws.cfg.resolve(client.ws.cfg.engine.cache_dir), args.dataset)
-    if args.json:
-        _print_json([r.__dict__ for r in rows])
+    if args.json:  # the versions and the reference pools the audit tests against (size, seeds, when built)
+        _print_json({"versions": [r.__dict__ for r in rows], "reference_pools": found})
         return 0
     if not rows:
         print("no models yet: run `piu train` or `piu model import FILE`")
@@ -217,7 +260,7 @@ def cmd_daemon(args) -> int:
     from piu_engine.service.executors.base import ExecutorUnavailable
     from piu_engine.service.workspace import WorkspaceBusy
 
-    cfg = load_config(args.config)
+    cfg = load_workspace_config(args)
     try:
         return run_service(cfg, mode=args.command, polling=True if args.polling else None)
     except WorkspaceBusy as exc:
@@ -228,35 +271,53 @@ def cmd_daemon(args) -> int:
         return EXIT_UNAVAILABLE
 
 
+JOB_HEADER = (
+    f"{'id':<26} {'state':<9} {'ids':>3} {'method':<12} {'model':>5} {'test':>5} {'MIA':>5} {'gate':<9} "
+    "progress / error"
+)
+
+
+def _metric(m: dict[str, Any], key: str) -> str:
+    v = m.get(key)
+    return f"{v:.3f}" if isinstance(v, (int, float)) and v == v else "-"
+
+
 def _job_line(j) -> str:
-    prog = ""
+    """One job in at most :data:`WIDTH` columns (long ids keep their start and end)."""
+    tail = ""
     if j.state == JobState.RUNNING:
-        prog = f"{j.phase or ''} {100 * (j.progress or 0):.0f}%".strip()
+        tail = f"{j.phase or ''} {100 * (j.progress or 0):.0f}%".strip()
+    elif j.state in (JobState.FAILED, JobState.REJECTED, JobState.CANCELLED) and j.error:
+        tail = j.error.strip().splitlines()[0] if j.error.strip() else ""
     m = j.metrics or {}
-    mia = f"mia {m['mia']:.3f}" if isinstance(m.get("mia"), (int, float)) else ""
-    acc = f"acc {m['test_acc']:.3f}" if isinstance(m.get("test_acc"), (int, float)) else ""
-    ver = f"v{j.version}" if j.version is not None else ""
-    err = (
-        (j.error or "").splitlines()[0][:70]
-        if j.state in (JobState.FAILED, JobState.REJECTED, JobState.CANCELLED) and j.error
-        else ""
+    ids = len(j.identities)
+    line = (
+        f"{_shorten(j.id, 26):<26} {j.state:<9} {ids if ids < 1000 else '1k+':>3} "
+        f"{_shorten(j.method or '-', 12):<12} {'v' + str(j.version) if j.version is not None else '':>5} "
+        f"{_metric(m, 'test_acc'):>5} {_metric(m, 'mia'):>5} {j.gate or '-':<9} {tail}"
     )
-    return (
-        f"{j.id[:30]:<30} {j.state:<9} {len(j.identities):>4} {j.method or '-':<10} {ver:>5} "
-        f"{acc:<10} {mia:<10} {j.gate or '-':<9} {prog}{err}"
-    )
+    return _fit(line.rstrip())
+
+
+def _print_jobs(jobs) -> None:
+    print(JOB_HEADER)
+    for j in jobs:
+        print(_job_line(j))
 
 
 def cmd_status(args) -> int:
+    from piu_engine.service.client import daemon_start_hint, order_jobs
+
     client = _client(args)
     status = client.status()
     if status is None:
         if args.json:
             _print_json({"daemon": None, "models": [], "counts": {}, "jobs": []})
         else:
-            print(f"no service state yet at {client.ws.db_path}; start `piu daemon` or run `piu batch`")
+            print(_fit(f"service: never started (no state yet at {client.ws.db_path})"))
+            print(f"start it: {daemon_start_hint(client.ws)}")
         return 0
-    hb, models, counts, jobs = status.heartbeat, status.models, status.counts, status.jobs
+    hb, models, counts, jobs = status.heartbeat, status.models, status.counts, order_jobs(status.jobs)
     if args.json:
         _print_json(
             {
@@ -272,26 +333,105 @@ def cmd_status(args) -> int:
         return 0
     if hb is None:
         print("service: never started")
+    elif hb.alive():
+        print(_fit(f"service: running; piu {hb.mode} pid {hb.pid} on {hb.host}, device {hb.device}"))
     else:
-        alive = "running" if hb.alive() else f"not running (last seen {_when(hb.updated_at)})"
-        print(f"service: {alive}; piu {hb.mode} pid {hb.pid} on {hb.host}, device {hb.device}")
+        print(_fit(f"service: not running (last seen {_when(hb.updated_at)}, piu {hb.mode} pid {hb.pid} on {hb.host})"))
+    if hb is not None and hb.alive() and hb.problem:
+        print(_fit(f"problem: {hb.problem}"))
+    if hb is None or not hb.alive():
+        print(f"start it: {daemon_start_hint(client.ws)}")
     for v in models:
         print(
-            f"model: {v.dataset} version {v.version} ({len(v.forgotten)} identities forgotten), sha256 {v.sha256[:16]}"
+            _fit(
+                f"model: {v.dataset} version {v.version} ({len(v.forgotten)} identities forgotten), "
+                f"sha256 {v.sha256[:16]}"
+            )
         )
-    print("jobs: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n) or "none"))
-    shown = (
-        jobs
-        if args.all
-        else [j for j in jobs if j.state in ACTIVE_STATES] + [j for j in jobs if j.state not in ACTIVE_STATES][-20:]
-    )
+    print(_fit("jobs: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n) or "none")))
+    active = [j for j in jobs if j.state in ACTIVE_STATES]
+    finished = [j for j in jobs if j.state not in ACTIVE_STATES]
+    shown = jobs if args.all else active + finished[:20]
     if shown:
-        print(
-            f"\n{'id':<30} {'state':<9} {'ids':>4} {'method':<10} {'model':>5} {'test':<10} {'MIA':<10} "
-            f"{'gate':<9} progress"
+        print()
+        _print_jobs(shown)
+    if len(shown) < len(jobs):
+        print(f"({len(jobs) - len(shown)} older finished jobs not shown: `piu status --all` or `piu jobs list`)")
+    return 0
+
+
+# ------------------------------------------------------------------ jobs list
+STATE_NAMES = tuple(s.value for s in JobState)
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def did_you_mean(value: str, choices) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices``, or ``""``."""
+    close = difflib.get_close_matches(value, [str(c) for c in choices], n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def parse_states(text: str) -> list[str]:
+    """``--state running,queued``: job states, each checked."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if part not in STATE_NAMES:
+            raise argparse.ArgumentTypeError(
+                f"unknown job state {part!r}{did_you_mean(part, STATE_NAMES)} (states: {', '.join(STATE_NAMES)})"
+            )
+        out.append(part)
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected one or more of {', '.join(STATE_NAMES)}")
+    return out
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``--since``: an age (``30m``, ``3h``, ``2d``, ``1w``) or a local date / date and time; epoch seconds."""
+    m = _AGE.match(text.strip().lower())
+    if m:
+        return (time.time() if now is None else now) - float(m.group(1)) * _UNIT[m.group(2)]
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an age (30m, 3h, 2d, 1w), a date (2026-12-01) or a date and time (2026-12-01T09:30), "
+            f"got {text!r}"
+        ) from None
+    return when.timestamp()  # naive: local time, as `piu status` shows times
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def cmd_jobs_list(args) -> int:
+    client = _client(args)
+    if args.dataset and args.dataset not in client.ws.cfg.datasets:
+        configured = sorted(client.ws.cfg.datasets)
+        raise _cmd_error(
+            f"unknown dataset {args.dataset!r}{did_you_mean(args.dataset, configured)} "
+            f"(configured: {', '.join(configured) or 'none'})"
         )
-        for j in shown:
-            print(_job_line(j))
+    states = [s for group in args.state or () for s in group]
+    jobs = client.jobs(
+        states=states, identities=args.identity or (), dataset=args.dataset or None, since=args.since, limit=args.limit
+    )
+    if args.json:
+        _print_json([j.summary() for j in jobs])
+        return 0
+    if not jobs:
+        print("no jobs match" if (states or args.identity or args.dataset or args.since) else "no jobs yet")
+        return 0
+    _print_jobs(jobs)
     return 0
 
 
@@ -375,10 +515,17 @@ def _private(func):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("init", help="create a ready workspace (config.toml, jobs/, state and model folders)")
-    p.add_argument("dir")
-    p.add_argument("--preset", choices=("tiny", "default"), default="default")
-    p.add_argument("--force", action="store_true", help="overwrite an existing config.toml")
+    p = sub.add_parser(
+        "init", help="create a ready workspace (config.toml, jobs/ and its README, examples/, state and model folders)"
+    )
+    p.add_argument("dir", help="the workspace folder (created if missing)")
+    p.add_argument(
+        "--preset",
+        choices=("tiny", "default"),
+        default="default",
+        help="scale of the built-in synthetic data: tiny (seconds, tests) or default (minutes on a CPU)",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing config.toml and examples/")
     p.set_defaults(func=_private(cmd_init))
 
     p = sub.add_parser("train", help="train the original model (version 0) of a dataset")
@@ -387,23 +534,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_private(cmd_train))
 
     p = sub.add_parser("model", help="model registry: import a checkpoint, list versions")
-    msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION", help="what to do")
     q = msub.add_parser("import", help="register your own checkpoint (a state dict) as version 0")
-    q.add_argument("file")
-    q.add_argument("--dataset", default="")
+    q.add_argument("file", help="the checkpoint: a state dict that loads with torch.load(weights_only=True)")
+    q.add_argument("--dataset", default="", help="configured dataset (default: bench.dataset)")
     q.set_defaults(func=_private(cmd_model_import))
     q = msub.add_parser("list", help="list model versions")
-    q.add_argument("--dataset", default=None)
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--dataset", default=None, help="only this dataset's versions (default: all)")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     q.set_defaults(func=cmd_model_list)
 
     p = sub.add_parser("validate", help="check a forget-request manifest without submitting it")
-    p.add_argument("file")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("file", help="the manifest (a JSON file)")
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON (for tools)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("submit", help="validate a manifest and drop it into jobs/ atomically")
-    p.add_argument("file")
+    p.add_argument("file", help="the manifest (a JSON file); checked first, nothing is written if invalid")
     p.set_defaults(func=_private(cmd_submit))
 
     for name, text in (
@@ -415,27 +562,46 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=cmd_daemon)
 
     p = sub.add_parser("status", help="service, models and jobs")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--all", action="store_true", help="list every job, not only the recent ones")
+    p.add_argument("--json", action="store_true", help="print JSON (every job) instead of the summary")
+    p.add_argument("--all", action="store_true", help="list every job, not only the active and the 20 latest")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("jobs", help="inspect jobs")
-    jsub = p.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    p = sub.add_parser("jobs", help="list and inspect jobs")
+    jsub = p.add_subparsers(dest="jobs_command", required=True, metavar="ACTION", help="what to do")
+    q = jsub.add_parser("list", help="jobs, filtered: running first, then the queue, then newest finished")
+    q.add_argument(
+        "--state",
+        action="append",
+        type=parse_states,
+        metavar="STATE[,STATE]",
+        help=f"only jobs in these states (repeatable or comma-separated: {', '.join(STATE_NAMES)})",
+    )
+    q.add_argument("--identity", action="append", metavar="ID", help="only jobs naming this person (repeatable)")
+    q.add_argument("--dataset", default="", metavar="NAME", help="only jobs on this configured dataset")
+    q.add_argument(
+        "--since",
+        type=parse_since,
+        metavar="WHEN",
+        help="only jobs received since: an age (30m, 3h, 2d, 1w) or a local date/time (2026-12-01, 2026-12-01T09:30)",
+    )
+    q.add_argument("--limit", type=_positive, metavar="N", help="at most N jobs (the first in the order above)")
+    q.add_argument("--json", action="store_true", help="print JSON (as `piu status --json` lists jobs)")
+    q.set_defaults(func=cmd_jobs_list)
     q = jsub.add_parser("show", help="one job: its report, or its progress while it runs")
-    q.add_argument("id")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("id", help="the job's id (its request_id)")
+    q.add_argument("--json", action="store_true", help="print the job, its people and recent events as JSON")
     q.set_defaults(func=cmd_jobs_show)
 
     p = sub.add_parser("cancel", help="cancel a queued or running job")
-    p.add_argument("id")
+    p.add_argument("id", help="the job's id (its request_id)")
     p.set_defaults(func=_private(cmd_cancel))
 
     p = sub.add_parser("retry", help="queue a failed or cancelled job again")
-    p.add_argument("id")
+    p.add_argument("id", help="the job's id (its request_id)")
     p.set_defaults(func=_private(cmd_retry))
 
     p = sub.add_parser("identities", help="training identities and whether they were forgotten")
-    p.add_argument("--dataset", default="")
+    p.add_argument("--dataset", default="", help="configured dataset (default: bench.dataset)")
     p.add_argument("--forgotten", action="store_true", help="only identities already forgotten")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_identities)

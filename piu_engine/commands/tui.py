@@ -10,13 +10,13 @@ import argparse
 
 
 def cmd_tui(args) -> int:
+    from piu_engine.commands.workspace import load_workspace_config
     from piu_engine.common.errors import CommandError
-    from piu_engine.core.config import load_config
     from piu_engine.service.workspace import Workspace
 
     if args.interval <= 0:
         raise CommandError("--interval must be > 0 seconds")
-    cfg = load_config(args.config)
+    cfg = load_workspace_config(args)
     ws = Workspace.from_config(cfg)
     try:
         from piu_tui.app import PiuApp

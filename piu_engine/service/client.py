@@ -11,13 +11,18 @@ under the workspace lock as the single writer (:mod:`.control`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+import re
+import shlex
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from piu_engine.service import control
+from piu_engine.service.jobstate import ACTIVE_STATES, JobState
 from piu_engine.service.manifest import IdentityCache, Manifest, ManifestError, check_manifest, load_manifest
 from piu_engine.service.state import EventRow, Heartbeat, IdentityRow, JobRow, StateMissing, StateReader, VersionRow
 from piu_engine.service.workspace import Workspace
@@ -56,6 +61,74 @@ class JobDetail:
     events: list[EventRow] = field(default_factory=list)
 
 
+def order_jobs(jobs: Iterable[JobRow]) -> list[JobRow]:
+    """Running first, then the queue in the daemon's order, then the rest newest first.
+
+    The one job order of every client: ``piu status``, ``piu jobs list`` and the TUI's dashboard.
+    """
+    jobs = list(jobs)
+    running = sorted((j for j in jobs if j.state == JobState.RUNNING), key=lambda j: (j.started_at or 0, j.id))
+    queued = sorted((j for j in jobs if j.state == JobState.QUEUED), key=lambda j: (-j.priority, j.created_at, j.id))
+    rest = sorted(
+        (j for j in jobs if j.state not in ACTIVE_STATES),
+        key=lambda j: (j.finished_at or j.updated_at, j.created_at, j.id),
+        reverse=True,
+    )
+    return running + queued + rest
+
+
+# Where a systemd unit installed from deploy/piu-daemon.service may live (tests point this elsewhere).
+SYSTEMD_UNIT_DIRS: tuple[Path, ...] = (
+    Path("/etc/systemd/system"),
+    Path("/lib/systemd/system"),
+    Path("/usr/lib/systemd/system"),
+)
+UNIT_NAME = "piu-daemon.service"
+
+
+def piu_executable() -> str:
+    """The ``piu`` of the running interpreter's environment (a venv's ``bin/piu``), else ``piu``."""
+    beside = Path(sys.executable).with_name("piu")  # not resolved: a venv's python is a symlink
+    return str(beside) if os.access(beside, os.X_OK) else "piu"
+
+
+def _unit_serves(unit: Path, ws: Workspace) -> bool:
+    """Whether an installed unit runs this workspace's daemon: the config it names (``PIU_CONFIG``
+    or ``--config``), else its ``WorkingDirectory``, is this workspace's."""
+    try:
+        lines = unit.read_text("utf-8", errors="replace").splitlines()
+    except OSError:
+        return False
+    named, dirs = [], []
+    for line in (x.strip() for x in lines):
+        if line.startswith("Environment="):
+            named += re.findall(r"PIU_CONFIG=([^\s\"']+)", line)
+        elif line.startswith("ExecStart="):
+            named += re.findall(r"--config[= ]([^\s\"']+)", line)
+        elif line.startswith("WorkingDirectory="):
+            dirs.append(line.partition("=")[2].strip("\"' -"))
+    if named:
+        config = ws.cfg.path.resolve() if ws.cfg.path else None
+        return any(Path(n).resolve() == config for n in named)
+    base = ws.cfg.base_dir.resolve()
+    return any(Path(d).resolve() == base for d in dirs)
+
+
+def daemon_start_hint(ws: Workspace) -> str:
+    """The command that starts this workspace's daemon: systemd's when its unit serves the workspace,
+    else ``piu daemon`` detached so it outlives the SSH session."""
+    for d in SYSTEMD_UNIT_DIRS:
+        unit = d / UNIT_NAME
+        if unit.is_file() and _unit_serves(unit, ws):
+            return f"sudo systemctl start {UNIT_NAME.removesuffix('.service')}   (logs: journalctl -u piu-daemon -f)"
+    base = ws.cfg.base_dir.resolve()
+    config = ws.cfg.path.resolve() if ws.cfg.path else base / "config.toml"
+    log = base / ".piu" / "daemon.log"
+    cmd = f"{shlex.quote(piu_executable())} --config {shlex.quote(str(config))} daemon"
+    # no umask in front: .piu/ is 0750 already and the daemon sets its own (027)
+    return f"setsid nohup {cmd} >> {shlex.quote(str(log))} 2>&1 < /dev/null &"
+
+
 class Client:
     """Everything a user-facing program does with one workspace."""
 
@@ -89,6 +162,29 @@ class Client:
                 return None
             recent = r.events(job.batch_id, limit=100000)[-events:] if events and job.batch_id else []
             return JobDetail(job, r.job_identities(job.id), recent)
+
+    def jobs(
+        self,
+        states: Sequence[str] = (),
+        identities: Sequence[str] = (),
+        dataset: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[JobRow]:
+        """Jobs in :func:`order_jobs` order: in any of ``states`` (all when empty), naming any of
+        ``identities``, of ``dataset``, received at or after ``since`` (epoch seconds); the first ``limit``."""
+        with self.reader() as r:
+            rows = r.jobs(tuple(str(s) for s in states) or None) if r else []
+        wanted = set(identities)
+        rows = [
+            j
+            for j in rows
+            if (not wanted or wanted.intersection(j.identities))
+            and (dataset is None or j.dataset == dataset)
+            and (since is None or j.created_at >= since)
+        ]
+        ordered = order_jobs(rows)
+        return ordered[:limit] if limit is not None else ordered
 
     def versions(self, dataset: str | None = None) -> list[VersionRow]:
         with self.reader() as r:
@@ -216,4 +312,14 @@ class Client:
             store.close()
 
 
-__all__ = ["Client", "ClientError", "JobDetail", "Status", "SubmitRefused", "Submitted"]
+__all__ = [
+    "Client",
+    "ClientError",
+    "JobDetail",
+    "Status",
+    "SubmitRefused",
+    "Submitted",
+    "daemon_start_hint",
+    "order_jobs",
+    "piu_executable",
+]

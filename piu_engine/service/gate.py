@@ -88,7 +88,13 @@ def _audit_check(gate: GateConfig, audit: dict[str, Any] | None) -> Check:
     pool = audit.get("pool") or {}
     samples = {"people": len(people), "pool_models": pool.get("k")}
     unmeasured = [p["identity"] for p in people if not _finite(p.get("z"))]
-    if unmeasured:  # a person without a score can be neither passed nor failed on it
+    allowed = set(gate.audit_verdicts)
+    bad = [
+        f"{p['identity']} {p['verdict']} (z {p['z']:+.2f})"
+        for p in people
+        if _finite(p.get("z")) and p["verdict"] not in allowed
+    ]
+    if unmeasured and not bad:  # a person without a score can be neither passed nor failed on it
         return Check(
             "audit",
             False,
@@ -98,8 +104,6 @@ def _audit_check(gate: GateConfig, audit: dict[str, Any] | None) -> Check:
             samples,
             f"not audited: no finite score for {len(unmeasured)} of {len(people)} people ({', '.join(unmeasured[:5])})",
         )
-    allowed = set(gate.audit_verdicts)
-    bad = [f"{p['identity']} {p['verdict']} (z {p['z']:+.2f})" for p in people if p["verdict"] not in allowed]
     threshold = f"every person {' or '.join(sorted(allowed))}"
     if bad:
         return Check(
@@ -111,7 +115,8 @@ def _audit_check(gate: GateConfig, audit: dict[str, Any] | None) -> Check:
             samples,
             f"{len(bad)} of {len(people)} forgotten people not indistinguishable from never-seen people: "
             + ", ".join(bad[:5])
-            + (" ..." if len(bad) > 5 else ""),
+            + (" ..." if len(bad) > 5 else "")
+            + (f"; not measured: {', '.join(unmeasured[:5])}" if unmeasured else ""),
         )
     return Check(
         "audit",

@@ -158,8 +158,122 @@ min_test_samples = 50
 """
 
 
+JOBS_README = """\
+# jobs/: where forget requests go
+
+Drop a forget-request manifest (a `*.json` file) here, or run `piu submit FILE`,
+which checks it first and writes it atomically. Writing a file yourself: write
+it under a hidden name (`.NAME.json.tmp`) and rename it in; a renamed-in file is
+taken at once. `piu` below is `{piu}`, run in {base}
+(or with `--config {config}`).
+
+A manifest is one JSON object:
+
+    {{"request_id": "dsr-0001", "dataset": "{dataset}", "identities": ["{identity}"],
+     "requested_by": "Data Protection Office", "reason": "GDPR Art. 17, ticket DSR-0001"}}
+
+- `dataset` (required): a `[datasets.NAME]` of config.toml.
+- `identities` (required): the people to forget, as the dataset names them (`piu identities`).
+- optional: `request_id` (else derived from the content; never reused), `method`
+  (default `piu-fr`), `params` (the method's settings), `compare` (baselines for the
+  report, e.g. `["retrain"]`), `requested_by`, `reason`, `priority` (higher runs first).
+
+Check a manifest without submitting it: `piu validate FILE`. Ready-made ones for
+this workspace's dataset, with real identities: `examples/` beside this folder.
+
+Where things land:
+
+| where | what |
+| --- | --- |
+| `jobs/NAME.json` | waiting to be read |
+| `jobs/accepted/ID.json` | valid, queued or running |
+| `jobs/rejected/NAME` + `NAME.error.txt` | refused, and every reason why; nothing ran |
+| `jobs/done/ID/` | `report.txt`, `report.json`, `manifest.json` of a finished request |
+| `jobs/failed/ID/`, `jobs/cancelled/ID/` | the same for requests that made no new model |
+
+Checking on requests: `piu status` (daemon, models, jobs), `piu jobs list --state failed`,
+`piu jobs show ID` (the report once done), `piu tui` (the terminal UI).
+Nothing runs unless the daemon does (`piu daemon`, see `piu status`) or cron runs `piu batch`.
+"""
+
+
+def write_jobs_readme(ws: Workspace, identity: str = "person-0003", force: bool = False) -> Path:
+    """``jobs/README.md``: the manifest format in brief, where results land, how to check on them."""
+    from piu_engine.service.client import piu_executable
+
+    path = ws.jobs_dir / "README.md"
+    if path.exists() and not force:
+        return path
+    config = ws.cfg.path.resolve() if ws.cfg.path else ws.cfg.base_dir / "config.toml"
+    text = JOBS_README.format(
+        piu=piu_executable(),
+        base=ws.cfg.base_dir.resolve(),
+        config=config,
+        dataset=ws.cfg.bench.dataset,
+        identity=identity,
+    )
+    write_private(path, text)
+    return path
+
+
+def example_manifests(dataset: str, identities: list[str], max_share: float) -> dict[str, dict]:
+    """Example requests on ``dataset``'s real training identities: one person, several, with params.
+
+    Each names other people, so all of them can be submitted one after another."""
+    if not identities:
+        raise ValueError(f"dataset {dataset!r} has no training identities to build examples from")
+    most = max(1, int(max_share * len(identities)))
+    pool = list(identities)
+    one, pool = pool[:1], pool[1:] or pool
+    several, pool = pool[: min(3, most)], pool[min(3, most) :] or pool
+    tuned = pool[: min(2, most)]
+    dpo = "Data Protection Office <dpo@example.org>"
+    return {
+        "one-person.json": {
+            "request_id": "example-one-person",
+            "dataset": dataset,
+            "identities": one,
+            "requested_by": dpo,
+            "reason": "GDPR Art. 17 erasure request, ticket DSR-0001",
+        },
+        "several-people.json": {
+            "request_id": "example-several-people",
+            "dataset": dataset,
+            "identities": several,
+            "requested_by": dpo,
+            "reason": "erasure requests DSR-0002 to DSR-0004, handled together",
+            "priority": 5,
+        },
+        "with-params.json": {
+            "request_id": "example-with-params",
+            "dataset": dataset,
+            "identities": tuned,
+            "method": "piu-fr",
+            "params": {"epochs": 4},
+            "compare": ["retrain"],
+            "requested_by": "Privacy audit team",
+            "reason": "compare PIU-FR (4 epochs) against retraining on the same request",
+        },
+    }
+
+
+def write_examples(ws: Workspace, identities: list[str], force: bool = False) -> list[Path]:
+    """``examples/*.json`` in the workspace (beside ``jobs/``), for its dataset; existing files are kept."""
+    folder = ws.cfg.base_dir / "examples"
+    private_dirs(folder)
+    written = []
+    for name, doc in example_manifests(ws.cfg.bench.dataset, identities, ws.settings.max_forget_share).items():
+        path = folder / name
+        if force or not path.exists():
+            write_private(path, json.dumps(doc, indent=2) + "\n")
+        written.append(path)
+    return written
+
+
 def init_workspace(target: Path, preset: str = "tiny", force: bool = False) -> Path:
-    """Write a ready workspace: config.toml, jobs/, state and model folders."""
+    """Write a ready workspace: config.toml, jobs/ (with its README.md), state and model folders.
+
+    ``piu init`` also writes ``examples/`` (:func:`write_examples`), which reads the dataset."""
     from piu_engine.core.config import PRESETS
 
     if preset not in PRESETS:
@@ -173,5 +287,6 @@ def init_workspace(target: Path, preset: str = "tiny", force: bool = False) -> P
     os.chmod(config, 0o640)
     from piu_engine.core.config import load_config
 
-    Workspace.from_config(load_config(config)).ensure()
+    ws = Workspace.from_config(load_config(config)).ensure()
+    write_jobs_readme(ws, force=force)
     return config

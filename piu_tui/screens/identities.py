@@ -1,21 +1,27 @@
-"""Identities of a dataset and their state: present, queued, forgotten (by which job, when)."""
+"""Identities of a dataset and their state: present, queued, forgetting, forgotten (by which job, when).
+
+The table has the focus (so single-letter keys work); ``/`` goes to the
+filter, ``enter`` opens the person's history.
+"""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual import on
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Header, Input, Select, Static
+from textual.widgets import Footer, Header, Input, Select, Static
 
 from piu_tui.messages import IdentitiesUpdated
 from piu_tui.screens.base import PolledScreen
 from piu_tui.viewmodel.sources import load_identities
 from piu_tui.viewmodel.views import IdentitiesView
 from piu_tui.widgets.daemon_banner import DaemonBanner
+from piu_tui.widgets.row_table import RowTable
 
-STATE_STYLES = {"present": "", "queued": "yellow", "running": "cyan", "forgotten": "green"}
+STATE_STYLES = {"present": "", "queued": "yellow", "forgetting": "bold cyan", "forgotten": "green"}
 COLUMNS = (
     ("identity", "identity"),
     ("images", "images"),
@@ -27,7 +33,11 @@ COLUMNS = (
 
 
 class IdentitiesScreen(PolledScreen):
-    BINDINGS = [Binding("escape", "back", "Back")]
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("enter", "open_person", "History", priority=True),
+        Binding("slash", "filter", "Filter", key_display="/"),
+    ]
 
     def __init__(self, dataset: str | None = None) -> None:
         super().__init__()
@@ -40,16 +50,16 @@ class IdentitiesScreen(PolledScreen):
         yield DaemonBanner(id="banner")
         with Horizontal(id="identities-bar"):
             yield Select[str]([], prompt="dataset", allow_blank=True, id="identities-dataset")
-            yield Input(placeholder="filter: type part of a name, a state or a job id", id="identities-filter")
+            yield Input(placeholder="/ filter: part of a name, a state or a job id", id="identities-filter")
         yield Static("", id="identities-count")
-        yield DataTable(id="identities-table", cursor_type="row", zebra_stripes=True)
-        yield Footer(compact=True)
+        yield RowTable(id="identities-table")
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
+        table = self.query_one(RowTable)
         for key, label in COLUMNS:
             table.add_column(label, key=key)
-        self.query_one(Input).focus()
+        table.focus()
 
     def fetch(self) -> IdentitiesUpdated:
         app = self.piu_app
@@ -78,6 +88,10 @@ class IdentitiesScreen(PolledScreen):
     def _filter(self) -> None:
         self._render_rows()
 
+    @on(Input.Submitted, "#identities-filter")
+    def _filter_done(self) -> None:
+        self.query_one(RowTable).focus()
+
     @on(Select.Changed, "#identities-dataset")
     def _dataset(self, event: Select.Changed) -> None:
         if isinstance(event.value, str) and event.value != self.dataset:
@@ -90,15 +104,12 @@ class IdentitiesScreen(PolledScreen):
         text = self.query_one(Input).value
         rows = self.view.filtered(text)
         key = (self.view.dataset, rows)
-        count = (
-            f"{len(rows)} of {len(self.view.rows)} identities of {self.view.dataset or '-'} "
-            f"({self.view.counts_text})" + (f" — {self.view.note}" if self.view.note else "")
-        )
-        self.query_one("#identities-count", Static).update(count)
+        self.query_one("#identities-count", Static).update(self.view.count_line(len(rows), text))
         if key == self._shown:
             return
         self._shown = key
-        table = self.query_one(DataTable)
+        table = self.query_one(RowTable)
+        selected = table.selected_key
         table.clear()
         for r in rows:
             state = Text(r.state, style=STATE_STYLES.get(r.state, ""))
@@ -111,6 +122,25 @@ class IdentitiesScreen(PolledScreen):
                 r.when or "-",
                 key=r.identity,
             )
+        keys = [r.identity for r in rows]
+        if selected in keys:
+            table.move_cursor(row=keys.index(selected), animate=False)
+
+    def action_filter(self) -> None:
+        self.query_one(Input).focus()
+
+    def action_open_person(self) -> None:
+        from piu_tui.screens.person import PersonScreen
+
+        table = self.query_one(RowTable)
+        if not table.has_focus:  # enter belongs to the filter or the dataset list
+            raise SkipAction()
+        identity = table.selected_key
+        if identity is not None and self.dataset:
+            self.app.push_screen(PersonScreen(self.dataset, identity))
 
     def action_back(self) -> None:
+        if self.query_one(Input).has_focus:  # escape in the filter: back to the table
+            self.query_one(RowTable).focus()
+            return
         self.app.pop_screen()

@@ -1,4 +1,8 @@
-"""A job's report (``report.txt``) in a scrollable screen."""
+"""A job's report (``report.txt``) in a scrollable screen.
+
+Long lines wrap, so nothing is cut on an 80-column terminal; ``w`` turns
+wrapping off to read the metric tables as columns (scroll sideways).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from piu_tui.viewmodel.sources import load_report
 
 
 class ReportScreen(PiuScreen):
-    BINDINGS = [Binding("escape", "back", "Back")]
+    BINDINGS = [Binding("escape", "back", "Back"), Binding("w", "toggle_wrap", "Wrap")]
 
     def __init__(self, job_id: str) -> None:
         super().__init__()
@@ -25,7 +29,7 @@ class ReportScreen(PiuScreen):
         yield Static(f"report of {self.job_id}", id="report-title")
         with ScrollableContainer(id="report-scroll"):
             yield Static("loading…", id="report-text", markup=False)
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one("#report-scroll").focus()
@@ -40,6 +44,9 @@ class ReportScreen(PiuScreen):
     def _loaded(self, message: ReportLoaded) -> None:
         self.query_one("#report-title", Static).update(message.title)
         self.query_one("#report-text", Static).update(message.text)
+
+    def action_toggle_wrap(self) -> None:
+        self.query_one("#report-text").toggle_class("-nowrap")
 
     def action_back(self) -> None:
         self.app.pop_screen()

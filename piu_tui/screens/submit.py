@@ -1,8 +1,9 @@
-"""New forget request: choose dataset, identities, method and baselines.
+"""New forget request: choose dataset, method, identities, baselines, and the rest.
 
 The manifest is checked by the service's own validation (what the form
 accepts, ``piu validate`` and the daemon accept) and dropped into ``jobs/``
-atomically, like ``piu submit``.
+atomically, like ``piu submit``; each problem shows under its field. Tab
+goes through the fields top to bottom; after a submit the new job opens.
 """
 
 from __future__ import annotations
@@ -21,10 +22,17 @@ from textual.widgets.selection_list import Selection
 from piu_tui.actions import ActionResult, default_requester
 from piu_tui.messages import ActionFinished, ChoicesLoaded
 from piu_tui.screens.base import PiuScreen
-from piu_tui.viewmodel.sources import read_identities
+from piu_tui.viewmodel.form import FIELDS, OTHER, field_problems, limit_problem, mark_active, parse_params
+from piu_tui.viewmodel.sources import read_active_jobs, read_identities
 from piu_tui.viewmodel.views import SubmitChoices
 
 MAX_SHOWN = 500  # identities listed at once; the filter narrows a larger dataset
+STATE_STYLES = {"forgotten": "green", "forgetting": "cyan", "queued": "yellow"}
+
+
+def problem_slot(field: str) -> Static:
+    """Where the problems about one field appear, right under it."""
+    return Static("", id=f"{field}-problem", classes="problem")
 
 
 class SubmitScreen(PiuScreen):
@@ -41,40 +49,53 @@ class SubmitScreen(PiuScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with VerticalScroll(id="submit-form"):
+        form = VerticalScroll(id="submit-form")
+        form.can_focus = False  # tab goes field to field, not through the scroll container
+        with form:
             yield Static("New forget request", id="submit-title")
             with Horizontal(classes="row"):
                 with Vertical(classes="field"):
                     yield Label("dataset")
                     yield Select[str]([], allow_blank=True, prompt="loading…", id="dataset")
+                    yield problem_slot("dataset")
                 with Vertical(classes="field"):
                     yield Label("method")
                     yield Select[str]([], allow_blank=True, prompt="loading…", id="method")
+                    yield problem_slot("method")
             yield Label("identities to forget (type to filter, space to select)")
             yield Input(placeholder="filter identities", id="identity-filter")
             yield SelectionList[str](id="identities")
             yield Static("0 selected", id="identities-selected")
+            yield problem_slot("identities")
             yield Label("baselines to compare (retrain first)")
             yield SelectionList[str](id="baselines")
+            yield problem_slot("compare")
             with Horizontal(classes="row"):
                 with Vertical(classes="field"):
                     yield Label("requested by")
                     yield Input(default_requester(), id="requested-by")
+                    yield problem_slot("requested_by")
                 with Vertical(classes="field -narrow"):
-                    yield Label("priority")
-                    yield Input("0", id="priority", type="integer")
+                    yield Label("priority (digits)")
+                    yield Input("0", id="priority", restrict=r"[0-9]*", max_length=6)
+                    yield problem_slot("priority")
             yield Label("reason (legal basis, ticket)")
             yield Input(placeholder="e.g. GDPR art. 17 request, ticket 4711", id="reason")
+            yield problem_slot("reason")
             yield Label("request id (empty: derived from the content)")
             yield Input(placeholder="optional", id="request-id")
+            yield problem_slot("request_id")
+            yield Label("method parameters (a JSON object, optional)")
+            yield Input(placeholder='e.g. {"epochs": 3, "lr": 0.01}', id="params")
+            yield problem_slot("params")
             yield Static("", id="problems")
             with Horizontal(id="submit-buttons"):
                 yield Button("Submit (ctrl+s)", id="submit", variant="success")
                 yield Button("Cancel (esc)", id="cancel")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.query_one("#identity-filter", Input).focus()
+        self.query_one("#dataset", Select).focus()  # the top field; tab goes down from here
         self._load_choices()
 
     # -- choices -------------------------------------------------------------
@@ -82,7 +103,8 @@ class SubmitScreen(PiuScreen):
     def _load_choices(self) -> None:
         app = self.piu_app
         from_state = partial(read_identities, app.ws.db_path)
-        self.post_message(ChoicesLoaded(app.services.submitter.choices(from_state)))
+        choices = app.services.submitter.choices(from_state)
+        self.post_message(ChoicesLoaded(mark_active(choices, read_active_jobs(app.ws.db_path))))
 
     @on(ChoicesLoaded)
     def _choices_loaded(self, message: ChoicesLoaded) -> None:
@@ -108,6 +130,10 @@ class SubmitScreen(PiuScreen):
         value = self.query_one("#method", Select).value
         return value if isinstance(value, str) else ""
 
+    @property
+    def limit(self) -> int | None:
+        return self.choices.max_per_request.get(self.dataset) if self.choices else None
+
     def _fill_baselines(self) -> None:
         if self.choices is None:
             return
@@ -130,7 +156,7 @@ class SubmitScreen(PiuScreen):
             if c.images is not None:
                 prompt.append(f"  {c.images} img", style="dim")
             if c.state != "present":
-                prompt.append(f"  {c.state}", style="green" if c.state == "forgotten" else "yellow")
+                prompt.append(f"  {c.state}", style=STATE_STYLES.get(c.state, "yellow"))
             options.append(Selection(prompt, c.identity, c.identity in chosen, disabled=c.state == "forgotten"))
         lst.add_options(options)
         if options:
@@ -139,7 +165,7 @@ class SubmitScreen(PiuScreen):
 
     def _show_selected(self, matching: int | None = None) -> None:
         chosen = self.selected.get(self.dataset, [])
-        limit = self.choices.max_per_request.get(self.dataset) if self.choices else None
+        limit = self.limit
         text = f"{len(chosen)} selected" + (f" (at most {limit} per request)" if limit else "")
         if chosen:
             text += ": " + ", ".join(chosen[:8]) + (f", +{len(chosen) - 8}" if len(chosen) > 8 else "")
@@ -159,20 +185,43 @@ class SubmitScreen(PiuScreen):
     def _method_changed(self) -> None:
         self._fill_baselines()
 
+    @on(Input.Changed, "#params")
+    def _params_changed(self, event: Input.Changed) -> None:
+        self._show_problems({"params": [p]} if (p := parse_params(event.value)[1]) else {}, only=("params",))
+
     @on(SelectionList.SelectionToggled, "#identities")
     def _identity_toggled(self, event: SelectionList.SelectionToggled) -> None:
         value = event.selection.value
         chosen = self.selected.setdefault(self.dataset, [])
-        if value in event.selection_list.selected:
+        ticked = value in event.selection_list.selected
+        over = limit_problem(len(chosen), self.limit) if ticked and value not in chosen else ""
+        if over:  # the service's limit, enforced while ticking
+            with event.selection_list.prevent(SelectionList.SelectedChanged):
+                event.selection_list.deselect(value)
+        elif ticked:
             if value not in chosen:
                 chosen.append(value)
         elif value in chosen:
             chosen.remove(value)
+        self._show_problems({"identities": [over]} if over else {}, only=("identities",))
         self._show_selected()
+
+    # -- problems, each under its field -----------------------------------------
+    def _show_problems(self, by_field: dict[str, list[str]], only: tuple[str, ...] = FIELDS) -> None:
+        for field in only:
+            slot = self.query_one(f"#{field}-problem", Static)
+            lines = by_field.get(field, [])
+            slot.update(Text("\n".join(f"✗ {p}" for p in lines), style="bold red"))
+            slot.display = bool(lines)
 
     # -- submit ----------------------------------------------------------------
     def action_submit(self) -> None:
         if self._busy or self.choices is None:
+            return
+        params, problem = parse_params(self.query_one("#params", Input).value)
+        if params is None:
+            self._show_problems({"params": [problem]}, only=("params",))
+            self.query_one("#params", Input).focus()
             return
         baselines = self.query_one("#baselines", SelectionList).selected
         order = self.choices.baselines
@@ -185,6 +234,7 @@ class SubmitScreen(PiuScreen):
             reason=self.query_one("#reason", Input).value.strip(),
             priority=self.query_one("#priority", Input).value,
             request_id=self.query_one("#request-id", Input).value,
+            params=params,
         )
         self._busy = True
         self.query_one("#problems", Static).update("checking…")
@@ -208,12 +258,16 @@ class SubmitScreen(PiuScreen):
             self.app.notify(r.message, title="request submitted")
             self.piu_app.poll_now()
             self.dismiss()
+            self.piu_app.open_job(r.request_id)
             return
-        text = Text(r.message + ":\n", style="bold red")
-        for p in r.problems or ():
-            text.append(f"- {p}\n", style="red")
+        by_field = field_problems(r.problems)
+        self._show_problems(by_field)
+        text = Text(r.message + (": see the fields marked ✗" if r.problems else ""), style="bold red")
+        for p in by_field.get(OTHER, []):
+            text.append(f"\n- {p}", style="red")
         problems.update(text)
-        problems.scroll_visible()
+        first = next((f for f in FIELDS if f in by_field), None)
+        (self.query_one(f"#{first}-problem") if first else problems).scroll_visible()
 
     @on(Button.Pressed, "#submit")
     def _submit_pressed(self) -> None:

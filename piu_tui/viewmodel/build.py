@@ -6,6 +6,7 @@ content can be checked without a database or a terminal.
 
 from __future__ import annotations
 
+import math
 import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 from piu_engine.service.jobstate import ACTIVE_STATES, JobState
 from piu_engine.service.state import EventRow, Heartbeat, IdentityRow, JobRow, VersionRow
 
+from piu_tui.viewmodel.audit import audit_view, pool_lines
 from piu_tui.viewmodel.format import (
     first_line,
     fmt_age,
@@ -23,7 +25,6 @@ from piu_tui.viewmodel.format import (
     fmt_seconds,
     fmt_when,
     names_preview,
-    num,
 )
 from piu_tui.viewmodel.views import (
     METRIC_COLUMNS,
@@ -51,7 +52,8 @@ def daemon_status(hb: Heartbeat | None, now: float) -> DaemonStatus:
         )
     age = max(0.0, now - hb.updated_at)
     if hb.alive(now=now, stale_after=STALE_AFTER):
-        return DaemonStatus("running", True, age, hb.device, hb.mode, hb.host)
+        problem = f"daemon running, but: {hb.problem}" if hb.problem else ""  # e.g. disk full, retrying
+        return DaemonStatus("running", True, age, hb.device, hb.mode, hb.host, banner=problem)
     return DaemonStatus(
         "stopped",
         False,
@@ -108,6 +110,7 @@ def job_view(job: JobRow, now: float, events: Sequence[EventRow] = (), queue_pos
     fraction: float | None = None
     phase = job.phase or ""
     eta = "-"
+    left: float | None = None
     if state == JobState.RUNNING:
         fraction = job.progress or 0.0
         progress = f"{phase or 'starting'} {fmt_percent(fraction)}"
@@ -122,12 +125,7 @@ def job_view(job: JobRow, now: float, events: Sequence[EventRow] = (), queue_pos
         progress = f"done → v{job.version}" if job.version is not None else "done"
     else:
         progress = first_line(job.error, 40) or state
-    if state == JobState.RUNNING and job.started_at is not None:
-        elapsed = fmt_duration(now - job.started_at)
-    elif job.started_at is not None and job.finished_at is not None:
-        elapsed = fmt_duration(job.finished_at - job.started_at)
-    else:
-        elapsed = "-"
+    seconds = run_seconds(job, now)
     return JobView(
         id=job.id,
         state=state,
@@ -141,27 +139,40 @@ def job_view(job: JobRow, now: float, events: Sequence[EventRow] = (), queue_pos
         test_acc=fmt_metric(m.get("test_acc")),
         mia=fmt_metric(m.get("mia")),
         nomus=fmt_metric(m.get("nomus")),
-        elapsed=elapsed,
+        elapsed=fmt_duration(seconds),
         eta=eta,
         error=first_line(job.error),
         version="" if job.version is None else f"v{job.version}",
         has_report=bool(job.report_dir) or (state == JobState.REJECTED and bool(job.error)),
         can_cancel=state in ACTIVE_STATES,
         can_retry=state in (JobState.FAILED, JobState.CANCELLED),
+        gate=job.gate or "",
+        file_name=job.file_name or "",
+        reasons=tuple(line.strip() for line in (job.error or "").strip().splitlines() if line.strip()),
+        sha256=job.sha256 or "",
+        report_path=str(Path(job.report_dir) / "report.txt") if job.report_dir else "",
+        elapsed_s=seconds,
+        eta_s=left,
+        requested_by=job.requested_by,
     )
 
 
-def order_jobs(jobs: Iterable[JobRow]) -> list[JobRow]:
-    """Running first, then the queue in the daemon's order, then the rest newest first."""
-    jobs = list(jobs)
-    running = sorted((j for j in jobs if j.state == JobState.RUNNING), key=lambda j: (j.started_at or 0, j.id))
-    queued = sorted((j for j in jobs if j.state == JobState.QUEUED), key=lambda j: (-j.priority, j.created_at, j.id))
-    rest = sorted(
-        (j for j in jobs if j.state not in ACTIVE_STATES),
-        key=lambda j: (j.finished_at or j.updated_at, j.created_at, j.id),
-        reverse=True,
-    )
-    return running + queued + rest
+def run_seconds(job: JobRow, now: float) -> float | None:
+    """How long the job's current attempt ran; None when it never ran.
+
+    A job cancelled while queued may keep the ``started_at`` of an earlier
+    attempt (a retry or a crash re-queue does not reset it) but has no phase:
+    it shows no elapsed time rather than the time it sat in the queue.
+    """
+    if job.started_at is None or job.state in (JobState.QUEUED, JobState.REJECTED):
+        return None
+    if job.state == JobState.RUNNING:
+        return max(0.0, now - job.started_at)
+    if job.finished_at is None:
+        return None
+    if job.state == JobState.CANCELLED and job.phase is None and job.progress is None:
+        return None
+    return max(0.0, job.finished_at - job.started_at)
 
 
 def metrics_values(m: dict[str, Any] | None) -> tuple[str, ...]:
@@ -210,7 +221,23 @@ def loss_series(events: Sequence[EventRow], phase: str | None = None) -> tuple[s
                 break
     if phase is None:
         return "", ()
-    return phase, tuple(v for ev in events if ev.phase == phase and (v := num(ev.loss)) is not None)
+    return phase, tuple(
+        float(ev.loss) for ev in events if ev.phase == phase and isinstance(ev.loss, (int, float))
+    )  # NaN kept: the caption says so (the sparkline draws the finite points)
+
+
+def _loss(v: float) -> str:
+    return "NaN" if math.isnan(v) else f"{v:.4f}"
+
+
+def loss_caption(phase: str, values: Sequence[float]) -> str:
+    """``loss (phase): last  min  max  points``; a NaN loss is shown as NaN, never dropped silently."""
+    if not values:
+        return ""
+    finite = [v for v in values if not math.isnan(v)]
+    nan = len(values) - len(finite)
+    span = f"min {min(finite):.4f}  max {max(finite):.4f}  " if finite else ""
+    return f"loss ({phase}): {_loss(values[-1])}  {span}{len(values)} points" + (f", {nan} NaN" if nan else "")
 
 
 def log_line(ev: EventRow, t0: float | None) -> str:
@@ -221,11 +248,11 @@ def log_line(ev: EventRow, t0: float | None) -> str:
     if ev.steps:
         parts.append(f"step {ev.step}/{ev.steps}")
     if ev.loss is not None:
-        parts.append(f"loss {ev.loss:.4f}")
+        parts.append(f"loss {_loss(ev.loss)}")
     if ev.message:
         parts.append(ev.message)
     if ev.metrics:
-        parts.append(" ".join(f"{k} {fmt_metric(v)}" for k, v in sorted(ev.metrics.items()) if num(v) is not None))
+        parts.append(" ".join(f"{k} {fmt_metric(v)}" for k, v in sorted(ev.metrics.items()) if fmt_metric(v) != "-"))
     return " ".join(p for p in parts if p)
 
 
@@ -239,6 +266,7 @@ def job_detail(
     parent: VersionRow | None = None,
     queue_pos: int | None = None,
     report_exists: bool = False,
+    picture: str | None = None,
 ) -> JobDetailView:
     if job is None:
         return JobDetailView(job=None, job_id=job_id, title=f"{job_id}: no such job")
@@ -255,6 +283,9 @@ def job_detail(
     ]
     if job.gate:
         info.append("acceptance gate " + ("FAILED" if job.gate == "failed" else job.gate))
+    if job.state == JobState.REJECTED:  # why, and which file, without opening the report
+        info.append(f"rejected {job.file_name or 'manifest'}: nothing was run")
+        info += [f"- {r}" for r in view.reasons]
     if result.get("note"):
         info.append(first_line(result["note"], 100))
     lines = tuple(
@@ -295,17 +326,14 @@ def job_detail(
         rows.append(MetricRow("this request", metrics_values(own)))
     # run events: phases, loss curve, log tail
     phases = tuple(phases_of(events, job))
-    loss_phase, losses = loss_series(events)
-    loss_text = ""
-    if losses:
-        loss_text = (
-            f"loss ({loss_phase}): {losses[-1]:.4f}  min {min(losses):.4f}  max {max(losses):.4f}  {len(losses)} points"
-        )
+    loss_phase, all_losses = loss_series(events)
+    loss_text = loss_caption(loss_phase, all_losses)
+    losses = tuple(v for v in all_losses if not math.isnan(v))
     t0 = job.started_at if job.started_at is not None else (events[0].ts if events else None)
     log = [log_line(ev, t0) for ev in events[-LOG_LINES:]]
     if job.state in (JobState.FAILED, JobState.REJECTED, JobState.CANCELLED) and job.error:
         for line in job.error.strip().splitlines()[:20]:
-            log += textwrap.wrap(f"{job.state}: {line}", 96, subsequent_indent="    ") or [""]
+            log += textwrap.wrap(f"{job.state}: {line}", 72, subsequent_indent="    ") or [""]  # fits 80 columns
     return JobDetailView(
         job=view,
         job_id=job.id,
@@ -320,7 +348,18 @@ def job_detail(
         log=tuple(log),
         report_path=str(Path(job.report_dir) / "report.txt") if job.report_dir and report_exists else None,
         error_text=job.error or "",
+        audit=audit_view(job, picture),
     )
+
+
+def identity_jobs(dataset: str, active_jobs: Sequence[JobRow]) -> dict[str, tuple[str, str]]:
+    """identity -> (job id, queued | forgetting) for the people an active job names; a running job wins."""
+    waiting: dict[str, tuple[str, str]] = {}
+    for j in sorted(active_jobs, key=lambda j: j.state != JobState.RUNNING):
+        if j.dataset == dataset and j.state in ACTIVE_STATES:
+            for i in j.identities:
+                waiting.setdefault(i, (j.id, "forgetting" if j.state == JobState.RUNNING else "queued"))
+    return waiting
 
 
 def identities_view(
@@ -331,11 +370,7 @@ def identities_view(
     now: float,
     note: str = "",
 ) -> IdentitiesView:
-    waiting: dict[str, tuple[str, str]] = {}  # identity -> (job, queued | running)
-    for j in sorted(active_jobs, key=lambda j: j.state != JobState.RUNNING):
-        if j.dataset == dataset and j.state in ACTIVE_STATES:
-            for i in j.identities:
-                waiting.setdefault(i, (j.id, j.state))
+    waiting = identity_jobs(dataset, active_jobs)
     out = []
     for r in rows:
         if r.state == "forgotten":
@@ -358,18 +393,15 @@ def identities_view(
     return IdentitiesView(dataset, tuple(datasets), tuple(out), note)
 
 
-def models_view(versions: Sequence[VersionRow], now: float) -> ModelsView:
+def models_view(versions: Sequence[VersionRow], now: float, pools: Sequence[dict[str, Any]] = ()) -> ModelsView:
     out = []
     by_key = {(v.dataset, v.version): v for v in versions}
     for v in versions:
         parent = by_key.get((v.dataset, v.parent)) if v.parent is not None else None
         before = set(parent.forgotten) if parent else set()
         new = tuple(i for i in v.forgotten if i not in before)
-        depth, p = 0, parent
-        while p is not None and depth < 50:
-            depth += 1
-            p = by_key.get((p.dataset, p.parent)) if p.parent is not None else None
-        lineage = f"v{v.version}" if v.parent is None else ("  " * (depth - 1) + f"└ v{v.version} ← v{v.parent}")
+        # one flat label: a long lineage indented one level per version ran off the screen
+        lineage = f"v{v.version}" if v.parent is None else f"v{v.version} ← v{v.parent}"
         out.append(
             VersionView(
                 key=f"{v.dataset}:{v.version}",
@@ -388,4 +420,4 @@ def models_view(versions: Sequence[VersionRow], now: float) -> ModelsView:
                 pruned=v.pruned,
             )
         )
-    return ModelsView(tuple(out))
+    return ModelsView(tuple(out), pool_lines(pools, now))

@@ -50,10 +50,11 @@ def num(value: Any) -> float | None:
 
 
 def fmt_metric(value: Any, digits: int = 3) -> str:
+    """``-`` for a figure nobody measured; ``NaN`` for one measured as NaN (never hidden)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "-"
     if isinstance(value, float) and math.isnan(value):
-        return "-"
+        return "NaN"
     return f"{value:.{digits}f}"
 
 

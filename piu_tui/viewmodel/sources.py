@@ -15,7 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from piu_engine.core.audit.manifest import list_pools
+from piu_engine.service.client import order_jobs  # the one job order, shared with `piu status`
 from piu_engine.service.jobstate import ACTIVE_STATES, JobState
+from piu_engine.service.report import PICTURE
 from piu_engine.service.state import EventRow, IdentityRow, JobRow, StateMissing, StateReader
 
 from piu_tui.actions import read_report
@@ -27,8 +30,8 @@ from piu_tui.viewmodel.build import (
     job_view,
     missing_status,
     models_view,
-    order_jobs,
 )
+from piu_tui.viewmodel.person import PersonView, person_view
 from piu_tui.viewmodel.views import (
     DaemonStatus,
     DashboardView,
@@ -147,6 +150,7 @@ class JobDetailSource:
         except Exception:  # noqa: BLE001
             return None
         report = Path(job.report_dir) / "report.txt" if job.report_dir else None
+        picture = Path(job.report_dir) / PICTURE if job.report_dir else None
         return job_detail(
             job,
             self.job_id,
@@ -156,6 +160,7 @@ class JobDetailSource:
             parent=parent,
             queue_pos=queue_pos,
             report_exists=bool(report and report.exists()),
+            picture=str(picture) if picture is not None and picture.is_file() else None,
         )
 
 
@@ -192,13 +197,15 @@ def load_identities(
     return identities_view(dataset, datasets, rows, active, now, note)
 
 
-def load_models(db_path: Path, clock: Clock) -> ModelsView:
+def load_models(db_path: Path, clock: Clock, cache_dir: Path | None = None) -> ModelsView:
+    """The model versions and, from ``cache_dir``, the reference pools (their manifests: no PyTorch)."""
     try:
         with StateReader(db_path) as reader:
             versions = reader.versions()
     except StateMissing:
         versions = []
-    return models_view(versions, clock())
+    pools = list_pools(cache_dir) if cache_dir is not None else []
+    return models_view(versions, clock(), pools)
 
 
 def read_identities(db_path: Path, dataset: str) -> list[IdentityRow]:
@@ -229,3 +236,23 @@ def load_report(db_path: Path, job_id: str) -> tuple[str, str]:
         )
         return f"{job.id}: rejected", text
     return job.id, f"{job.id} is {job.state}: no report yet (reports are written when a job ends)."
+
+
+def load_person(db_path: Path, dataset: str, identity: str, clock: Clock) -> PersonView:
+    """A person's history: their identity row and every job that named them."""
+    try:
+        with StateReader(db_path) as reader:
+            row = next((r for r in reader.identities(dataset) if r.identity == identity), None)
+            jobs = reader.jobs()
+    except StateMissing:
+        row, jobs = None, []
+    return person_view(dataset, identity, row, jobs, clock())
+
+
+def read_active_jobs(db_path: Path) -> list[JobRow]:
+    """Queued and running jobs (the submit form marks the people they name)."""
+    try:
+        with StateReader(db_path) as reader:
+            return reader.jobs(ACTIVE_STATES)
+    except StateMissing:
+        return []

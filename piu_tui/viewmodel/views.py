@@ -28,7 +28,7 @@ METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True)
 class DaemonStatus:
-    """Whether the daemon runs, from its heartbeat; ``banner`` is "" while it does."""
+    """Whether the daemon runs, from its heartbeat; ``banner`` is "" while it serves normally."""
 
     state: str  # running | stopped | never | missing | error
     alive: bool
@@ -86,6 +86,20 @@ class JobView:
     has_report: bool
     can_cancel: bool
     can_retry: bool
+    gate: str = ""  # the acceptance gate: passed | failed | not gated; "" before a run ended
+    file_name: str = ""  # the manifest file the request came in
+    reasons: tuple[str, ...] = ()  # every line of the error (a rejection lists one reason a line)
+    sha256: str = ""
+    report_path: str = ""  # report.txt, once the job has a report folder
+    elapsed_s: float | None = None  # raw values, so the table sorts by them
+    eta_s: float | None = None
+    requested_by: str = ""
+    #: "cancelling" or "retrying" from the moment it was asked until the daemon's state shows it
+    pending: str = ""
+
+    @property
+    def state_text(self) -> str:
+        return self.pending or str(self.state)
 
 
 # Screen actions that need a job, and whether a job allows each one.
@@ -94,6 +108,9 @@ JOB_ACTIONS: dict[str, Callable[[JobView], bool]] = {
     "cancel_job": lambda job: job.can_cancel,
     "retry_job": lambda job: job.can_retry,
     "open_report": lambda job: job.has_report,
+    "copy_id": lambda job: True,
+    "copy_sha": lambda job: bool(job.sha256),
+    "copy_report_path": lambda job: bool(job.report_path),
 }
 
 
@@ -154,6 +171,34 @@ class IdentityLine:
 
 
 @dataclass(frozen=True)
+class AuditPersonLine:
+    """One forgotten person's verdict; ``key`` marks them on the histogram."""
+
+    key: str
+    identity: str
+    verdict: str
+    z: str
+    p: str
+    score: str
+    before: str  # "still recognisable, z +3.10" on the parent model, or ""
+
+
+@dataclass(frozen=True)
+class AuditView:
+    """The per-person audit of a job (or one line saying why there is none)."""
+
+    state: str  # audited | not audited | pending
+    headline: str
+    question: str = ""
+    people: tuple[AuditPersonLine, ...] = ()
+    more: int = 0  # people not listed here (see report.txt)
+    histogram: tuple[str, ...] = ()
+    summary: str = ""
+    gate: str = ""
+    picture: str = ""
+
+
+@dataclass(frozen=True)
 class JobDetailView:
     job: JobView | None  # None: no such job (yet)
     job_id: str
@@ -168,13 +213,14 @@ class JobDetailView:
     log: tuple[str, ...] = ()
     report_path: str | None = None
     error_text: str = ""
+    audit: AuditView | None = None
 
 
 @dataclass(frozen=True)
 class IdentityView:
     identity: str
     images: str
-    state: str  # present | queued | running | forgotten
+    state: str  # present | queued | forgetting (a running job) | forgotten
     job_id: str
     version: str
     when: str
@@ -201,13 +247,24 @@ class IdentitiesView:
             n[r.state] = n.get(r.state, 0) + 1
         return ", ".join(f"{v} {k}" for k, v in sorted(n.items())) or "no identities"
 
+    def count_line(self, shown: int, filter_text: str = "") -> str:
+        """The line above the table; when it is empty, what to do about it."""
+        if not self.rows:
+            if not self.dataset:
+                return "no dataset configured: add one under [datasets] in config.toml"
+            return f"no identities known for {self.dataset} yet: the daemon records them when it reads the dataset"
+        if not shown:
+            return f"nobody in {self.dataset} matches “{filter_text.strip()}”: change the filter (/) or clear it"
+        line = f"{shown} of {len(self.rows)} identities of {self.dataset} ({self.counts_text})"
+        return line + (f" — {self.note}" if self.note else "") + " · enter: history"
+
 
 @dataclass(frozen=True)
 class VersionView:
     key: str  # "dataset:version"
     dataset: str
     version: int
-    lineage: str  # "v0" / "└ v1 ← v0"
+    lineage: str  # "v0" / "v1 ← v0"
     source: str
     method: str
     created: str
@@ -223,13 +280,14 @@ class VersionView:
 @dataclass(frozen=True)
 class ModelsView:
     versions: tuple[VersionView, ...]
+    pools: tuple[str, ...] = ()  # one line per reference pool: size, seeds, age
 
 
 @dataclass
 class IdentityChoice:
     identity: str
     images: int | None
-    state: str  # present | queued | forgotten
+    state: str  # present | queued | forgetting | forgotten
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The red banner shown on every screen while the daemon is not running."""
+"""The red banner shown on every screen while the daemon is not running or reports a problem."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from piu_tui.viewmodel.views import DaemonStatus
 
 
 class DaemonBanner(Static):
-    """Follows the app's ``status``; hidden while the daemon is alive."""
+    """Follows the app's ``status``; hidden while the daemon serves normally."""
 
     def on_mount(self) -> None:
         self.watch(self.app, "status", self.show_status, init=True)
 
     def show_status(self, status: DaemonStatus | None) -> None:
-        if status is None or status.alive:
+        if status is None or not status.banner:
             self.set_class(False, "-visible")
             self.update("")
             return

@@ -1,4 +1,10 @@
-"""The dashboard's jobs table; rows update in place while jobs run."""
+"""The dashboard's jobs table; rows update in place while jobs run.
+
+Which columns show and how wide they are comes from
+:func:`piu_tui.viewmodel.columns.fit_columns` for the table's width; the
+table re-fits when the terminal is resized. Colours are the only thing
+decided here.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,12 @@ from collections.abc import Sequence
 
 from piu_engine.service.jobstate import JobState
 from rich.text import Text
-from textual.widgets import DataTable
 
-from piu_tui.viewmodel.format import clip
+from piu_tui.viewmodel.columns import BAR, FittedColumn, SortOrder, cell_text, fit_columns, progress_bar
+from piu_tui.viewmodel.jobs import gate_tone
 from piu_tui.viewmodel.views import JobView
+from piu_tui.widgets.job_summary import TONE_STYLES
+from piu_tui.widgets.row_table import RowTable
 
 STATE_STYLES: dict[JobState, str] = {
     JobState.RUNNING: "bold cyan",
@@ -19,20 +27,13 @@ STATE_STYLES: dict[JobState, str] = {
     JobState.REJECTED: "magenta",
     JobState.CANCELLED: "dim",
 }
-# (key, header, clip width); cells carry their own one-space gap so the table fits 100 columns
-COLUMNS = (
-    ("id", "request", 16),
-    ("state", "state", 9),
-    ("identities", "identities", 18),
-    ("method", "method", 11),
-    ("progress", "progress", 16),
-    ("test_acc", "test", 5),
-    ("mia", "MIA", 5),
-    ("nomus", "NoMUS", 5),
-    ("elapsed", "elapsed", 7),
-    ("eta", "ETA", 7),
-)
-BAR = 4
+PROGRESS_STYLES: dict[JobState, str] = {
+    JobState.FAILED: "red",
+    JobState.REJECTED: "magenta",
+    JobState.CANCELLED: "dim",
+    JobState.DONE: "green",
+}
+PENDING_STYLE = "bold yellow reverse"
 
 
 def cell(text: str | Text, style: str = "", right: bool = False) -> Text:
@@ -43,73 +44,70 @@ def cell(text: str | Text, style: str = "", right: bool = False) -> Text:
     return t
 
 
-def progress_cell(job: JobView) -> Text:
-    if job.state == JobState.RUNNING and job.fraction is not None:
-        filled = round(max(0.0, min(1.0, job.fraction)) * BAR)
-        phase = job.phase.split(":")[-1] if job.phase else "starting"
-        t = Text()
-        t.append("█" * filled, style="cyan")
-        t.append("░" * (BAR - filled), style="dim")
-        t.append(f"{100 * job.fraction:4.0f}% {clip(phase, 6)}")
-        return cell(t)
-    style = {
-        JobState.FAILED: "red",
-        JobState.REJECTED: "magenta",
-        JobState.CANCELLED: "dim",
-        JobState.DONE: "green",
-    }.get(job.state, "")
-    return cell(clip(job.progress_text, 16), style)
+def render_cell(job: JobView, col: FittedColumn) -> Text:
+    text = cell_text(job, col.key, col.width)
+    if col.key == "state":
+        return cell(text, PENDING_STYLE if job.pending else STATE_STYLES.get(job.state, ""))
+    if col.key == "gate":
+        return cell(text, TONE_STYLES[gate_tone(job.gate)] if job.gate else "")
+    if col.key == "progress":
+        filled = progress_bar(job, col.width)
+        if filled is None:
+            return cell(text, PROGRESS_STYLES.get(job.state, ""))
+        bar = Text()
+        bar.append("█" * filled, style="cyan")
+        bar.append("░" * (BAR - filled), style="dim")
+        bar.append(" " + text)
+        return cell(bar)
+    return cell(text, right=col.right)
 
 
-def row_cells(job: JobView) -> list[Text]:
-    width = {key: w for key, _, w in COLUMNS}
-    return [
-        cell(clip(job.id, width["id"])),
-        cell(job.state, STATE_STYLES.get(job.state, "")),
-        cell(clip(job.identities_text, width["identities"])),
-        cell(clip(job.method, width["method"])),
-        progress_cell(job),
-        cell(job.test_acc, right=True),
-        cell(job.mia, right=True),
-        cell(job.nomus, right=True),
-        cell(job.elapsed, right=True),
-        cell(job.eta, right=True),
-    ]
-
-
-class JobsTable(DataTable):
-    """Rows keyed by job id; the cursor stays on its job across updates."""
+class JobsTable(RowTable):
+    """Rows keyed by job id; the cursor stays on its job across updates and re-fits."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, cell_padding=0, **kwargs)
-
-    def on_mount(self) -> None:
-        for key, label, _ in COLUMNS:
-            self.add_column(cell(label), key=key)
+        super().__init__(cell_padding=0, **kwargs)
+        self._jobs: tuple[JobView, ...] = ()
+        self._sort = SortOrder()
+        self.layout_columns: tuple[FittedColumn, ...] = ()
 
     @property
     def selected_job_id(self) -> str | None:
-        if self.row_count == 0:
-            return None
-        try:
-            row_key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        except Exception:  # noqa: BLE001 - no rows / cursor out of range
-            return None
-        return None if row_key is None else str(row_key.value)
+        return self.selected_key
 
-    def show_jobs(self, jobs: Sequence[JobView]) -> None:
+    @property
+    def available_width(self) -> int:
+        width = self.size.width or self.app.size.width
+        return max(20, width - self.styles.scrollbar_size_vertical)
+
+    def on_resize(self) -> None:
+        self.show_jobs(self._jobs, self._sort)
+
+    def show_jobs(self, jobs: Sequence[JobView], sort: SortOrder | None = None) -> None:
+        jobs = tuple(jobs)
+        self._jobs = jobs
+        if sort is not None:
+            self._sort = sort
+        layout = fit_columns(self.available_width, jobs, self._sort)
         keys = [j.id for j in jobs]
         current = [str(r.key.value) for r in self.ordered_rows]
-        if keys == current:  # same rows in the same order: update changed cells only
+        if layout == self.layout_columns and keys == current:  # same rows and columns: changed cells only
             for job in jobs:
                 old = self.get_row(job.id)
-                for (col, _, _), new, was in zip(COLUMNS, row_cells(job), old, strict=True):
+                for col, was in zip(layout, old, strict=True):
+                    new = render_cell(job, col)
                     if new != was:
-                        self.update_cell(job.id, col, new, update_width=True)
+                        self.update_cell(job.id, col.key, new)
             return
         selected = self.selected_job_id
-        self.clear()
+        if layout != self.layout_columns:
+            self.clear(columns=True)
+            for col in layout:
+                self.add_column(cell(col.label, right=col.right), key=col.key, width=col.width + 1)
+            self.layout_columns = layout
+        else:
+            self.clear()
         for job in jobs:
-            self.add_row(*row_cells(job), key=job.id)
+            self.add_row(*(render_cell(job, col) for col in layout), key=job.id)
         if selected in keys:
             self.move_cursor(row=keys.index(selected), animate=False)

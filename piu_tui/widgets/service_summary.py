@@ -1,4 +1,4 @@
-"""Two lines under the title: the daemon, its device, the current models and the queue."""
+"""Under the title: the daemon, its device, the current models and the queue (wraps when narrow)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from piu_tui.viewmodel.views import DaemonStatus, DashboardView
 
 class ServiceSummary(Static):
     def show(self, view: DashboardView | None, status: DaemonStatus | None) -> None:
-        text = Text(no_wrap=True, overflow="ellipsis")
+        text = Text()
         if status is None:
             text.append("reading the service state…", style="dim")
             self.update(text)
