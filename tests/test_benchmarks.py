@@ -78,3 +78,30 @@ def test_service_benchmark_on_tiny(tmp_path):
     assert len(data["latency_seconds"]) == 2 and data["p50"] > 0
     assert data["coalesced_runs"] == 1 and data["separate_runs"] == 3
     assert "claim latency p50" in proc.stdout
+
+
+def test_audit_benchmark_on_tiny(tmp_path):
+    cfg = write_config(tmp_path / "config.toml")
+    out = tmp_path / "a.json"
+    args = ["--config", str(cfg), "--preset", "tiny", "--seeds", "1", "--pool-size", "4", "--sizes", "1"]
+    proc = run_script("audit.py", *args, "--lineage", "1", "--n-boot", "50", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["report_seeds"] == [100] and not set(data["report_seeds"]) & set(data["development_seeds"])
+    scen = {(r["scenario"], r["method"]) for r in data["rows"] if r["scenario"] != "lineage"}
+    assert scen == {("1 person", m) for m in ("original", "retrain", "piu-fr")}
+    steps = sorted({r["step"] for r in data["rows"] if r["scenario"] == "lineage"})
+    assert steps == [1]
+    assert "Paired difference to retrain" in proc.stdout and "NoMUS" in proc.stdout
+    assert json.loads((tmp_path / "a.json.partial").read_text())["seeds_done"] == [100]
+
+
+def test_one_person_benchmark_on_tiny(tmp_path):
+    cfg = write_config(tmp_path / "config.toml")
+    out = tmp_path / "o.json"
+    args = ["--config", str(cfg), "--preset", "tiny", "--requests", "3", "--originals", "1", "--json", str(out)]
+    proc = run_script("one_person.py", *args)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 3 and all(r["outcome"] in ("ok", "failed", "non-finite") for r in rows)
+    assert "non-finite model" in proc.stdout
