@@ -70,20 +70,17 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
+def _not_audited(why: str, samples: dict[str, Any] | None = None) -> Check:
+    """The audit check when it cannot decide: never gated, so never read as a pass."""
+    return Check("audit", False, True, None, "", samples or {}, f"not audited: {why}")
+
+
 def _audit_check(gate: GateConfig, audit: dict[str, Any] | None) -> Check:
     """Each forgotten person's verdict against the reference pool, or why there is none."""
     if not audit:
-        return Check(
-            "audit",
-            False,
-            True,
-            None,
-            "",
-            {},
-            "not audited: no reference pool for this dataset (build one with `piu audit pool`)",
-        )
+        return _not_audited("no reference pool for this dataset (build one with `piu audit pool`)")
     if audit.get("error"):
-        return Check("audit", False, True, None, "", {}, f"not audited: {audit['error']}")
+        return _not_audited(audit["error"])
     people = (audit.get("model") or {}).get("people") or []
     pool = audit.get("pool") or {}
     samples = {"people": len(people), "pool_models": pool.get("k")}
@@ -95,15 +92,8 @@ def _audit_check(gate: GateConfig, audit: dict[str, Any] | None) -> Check:
         if _finite(p.get("z")) and p["verdict"] not in allowed
     ]
     if unmeasured and not bad:  # a person without a score can be neither passed nor failed on it
-        return Check(
-            "audit",
-            False,
-            True,
-            None,
-            "",
-            samples,
-            f"not audited: no finite score for {len(unmeasured)} of {len(people)} people ({', '.join(unmeasured[:5])})",
-        )
+        who = ", ".join(unmeasured[:5])
+        return _not_audited(f"no finite score for {len(unmeasured)} of {len(people)} people ({who})", samples)
     threshold = f"every person {' or '.join(sorted(allowed))}"
     if bad:
         return Check(
