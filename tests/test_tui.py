@@ -1354,7 +1354,14 @@ def _on(*keys: str):
     return run_before
 
 
-SCREEN_KEYS = {"dashboard": (), "identities": ("i",), "submit": ("n",), "help": ("question_mark",)}
+SCREEN_KEYS = {
+    "dashboard": (),
+    "identities": ("i",),
+    "submit": ("n",),
+    "help": ("question_mark",),
+    "models": ("m",),
+    "job_detail": ("enter",),  # the selected row: the running job
+}
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
