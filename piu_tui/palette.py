@@ -7,20 +7,18 @@ only matches them against what is typed and runs the chosen one.
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from piu_tui.host import PiuHost
 from piu_tui.viewmodel.commands import PaletteCommand, discovery_commands, palette_commands
-
-if TYPE_CHECKING:
-    from piu_tui.app import PiuApp
 
 
 class PiuCommands(Provider):
     @property
-    def piu_app(self) -> PiuApp:
-        return cast("PiuApp", self.app)
+    def piu_app(self) -> PiuHost:
+        return cast("PiuHost", self.app)
 
     def _selected_id(self) -> str | None:
         """The job the palette was opened over: the dashboard's selection or the detail screen's job."""

@@ -106,3 +106,17 @@ def test_the_tui_runs_and_cancels_without_the_ml_stack(workspace, no_ml_env):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "row: cancelled" in r.stdout, r.stdout
     assert "heavy: []" in r.stdout, r.stdout
+
+
+def test_imports_flow_one_way_no_cycles():
+    """No import cycle in either package, counting imports inside functions and under TYPE_CHECKING."""
+    import grimp
+
+    graph = grimp.build_graph("piu_engine", "piu_tui")
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            back = graph.find_shortest_chain(importer=imported, imported=module)
+            if back:
+                cycles.append(f"{module} -> {' -> '.join(back)}")
+    assert not cycles, "\n".join(cycles[:10])

@@ -83,8 +83,14 @@ def _fit(line: str, width: int = WIDTH) -> str:
 # ------------------------------------------------------------------ init
 def cmd_init(args) -> int:
     from piu_engine.core.config import load_config
-    from piu_engine.service.client import Client, daemon_start_hint, piu_executable
-    from piu_engine.service.workspace import Workspace, init_workspace, write_examples, write_jobs_readme
+    from piu_engine.service.client import Client, daemon_start_hint
+    from piu_engine.service.workspace import (
+        Workspace,
+        init_workspace,
+        piu_executable,
+        write_examples,
+        write_jobs_readme,
+    )
 
     try:
         config = init_workspace(Path(args.dir), args.preset, force=args.force)

@@ -11,10 +11,8 @@ under the workspace lock as the single writer (:mod:`.control`).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ from piu_engine.service import control
 from piu_engine.service.jobstate import ACTIVE_STATES, JobState
 from piu_engine.service.manifest import IdentityCache, Manifest, ManifestError, check_manifest, load_manifest
 from piu_engine.service.state import EventRow, Heartbeat, IdentityRow, JobRow, StateMissing, StateReader, VersionRow
-from piu_engine.service.workspace import Workspace
+from piu_engine.service.workspace import Workspace, piu_executable
 
 
 class ClientError(RuntimeError):
@@ -84,12 +82,6 @@ SYSTEMD_UNIT_DIRS: tuple[Path, ...] = (
     Path("/usr/lib/systemd/system"),
 )
 UNIT_NAME = "piu-daemon.service"
-
-
-def piu_executable() -> str:
-    """The ``piu`` of the running interpreter's environment (a venv's ``bin/piu``), else ``piu``."""
-    beside = Path(sys.executable).with_name("piu")  # not resolved: a venv's python is a symlink
-    return str(beside) if os.access(beside, os.X_OK) else "piu"
 
 
 def _unit_serves(unit: Path, ws: Workspace) -> bool:
@@ -321,5 +313,4 @@ __all__ = [
     "Submitted",
     "daemon_start_hint",
     "order_jobs",
-    "piu_executable",
 ]

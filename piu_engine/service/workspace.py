@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,10 +198,14 @@ Nothing runs unless the daemon does (`piu daemon`, see `piu status`) or cron run
 """
 
 
+def piu_executable() -> str:
+    """The ``piu`` of the running interpreter's environment (a venv's ``bin/piu``), else ``piu``."""
+    beside = Path(sys.executable).with_name("piu")  # not resolved: a venv's python is a symlink
+    return str(beside) if os.access(beside, os.X_OK) else "piu"
+
+
 def write_jobs_readme(ws: Workspace, identity: str = "person-0003", force: bool = False) -> Path:
     """``jobs/README.md``: the manifest format in brief, where results land, how to check on them."""
-    from piu_engine.service.client import piu_executable
-
     path = ws.jobs_dir / "README.md"
     if path.exists() and not force:
         return path

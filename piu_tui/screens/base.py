@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from textual import on, work
 from textual.message import Message
@@ -10,20 +10,19 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
-if TYPE_CHECKING:  # piu_tui.app imports the screens
-    from piu_tui.app import PiuApp
+from piu_tui.host import PiuHost
 
 SCREEN_POLL = "poll-screen"
 FINISHED = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
 
 
 class PiuScreen(Screen):
-    """A screen of :class:`~piu_tui.app.PiuApp`, the only app that shows it."""
+    """A screen of the PIU app (:class:`~piu_tui.host.PiuHost`), the only app that shows it."""
 
     @property
-    def piu_app(self) -> PiuApp:
+    def piu_app(self) -> PiuHost:
         """``self.app``, typed: the workspace, services, clock and the app's actions."""
-        return cast("PiuApp", self.app)
+        return cast("PiuHost", self.app)
 
 
 class PolledScreen(PiuScreen):
