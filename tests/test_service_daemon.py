@@ -40,14 +40,19 @@ def set_service(ws: Path, **values) -> None:
     (ws / "config.toml").write_text(text)
 
 
-@pytest.fixture(scope="module")
-def trained_ws(tmp_path_factory) -> Path:
-    ws = tmp_path_factory.mktemp("base") / "ws"
+def init_tiny(ws: Path) -> Path:
+    """`piu init --preset tiny` on the CPU, with quick rescans: the daemon tests' workspace."""
     r = subprocess.run([*PIU, "init", str(ws), "--preset", "tiny"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     text = (ws / "config.toml").read_text().replace('device = "auto"', 'device = "cpu"')
     (ws / "config.toml").write_text(text)
     set_service(ws, rescan_seconds=1.0, settle_seconds=0.1)
+    return ws
+
+
+@pytest.fixture(scope="module")
+def trained_ws(tmp_path_factory) -> Path:
+    ws = init_tiny(tmp_path_factory.mktemp("base") / "ws")
     r = piu(ws, "train")
     assert r.returncode == 0, r.stderr
     return ws
@@ -61,10 +66,13 @@ def ws(trained_ws, tmp_path) -> Path:
 
 
 class DaemonProc:
-    def __init__(self, ws: Path, command: str = "daemon"):
+    def __init__(self, ws: Path, command: str = "daemon", log_dir: Path | None = None):
+        """``log_dir``: where its log goes (default the workspace; elsewhere when a full disk would swallow it)."""
         self.ws = ws
-        n = len(list(ws.glob("daemon-*.log")))
-        self.log_path = ws / f"daemon-{n}.log"
+        log_dir = ws if log_dir is None else log_dir
+        log_dir.mkdir(parents=True, exist_ok=True)
+        n = len(list(log_dir.glob("daemon-*.log")))
+        self.log_path = log_dir / f"daemon-{n}.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [*PIU, "--config", str(ws / "config.toml"), command],

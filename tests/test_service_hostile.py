@@ -30,11 +30,11 @@ import pytest
 
 from test_service_daemon import (
     LONG_PARAMS,
-    PIU,
     DaemonProc,
     daemon_up,
     done_or_failed,
     drop,
+    init_tiny,
     job,
     job_state,
     manifest,
@@ -50,24 +50,15 @@ EX_CONFIG = 78
 
 
 # ------------------------------------------------------------------------------ fixtures
-def _init(path: Path) -> Path:
-    r = subprocess.run([*PIU, "init", str(path), "--preset", "tiny"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    text = (path / "config.toml").read_text().replace('device = "auto"', 'device = "cpu"')
-    (path / "config.toml").write_text(text)
-    set_service(path, rescan_seconds=1.0, settle_seconds=0.1)
-    return path
-
-
 @pytest.fixture
 def tiny(tmp_path) -> Path:
     """A workspace without a model: valid requests end 'failed' (no model)."""
-    return _init(tmp_path / "ws")
+    return init_tiny(tmp_path / "ws")
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    ws = _init(tmp_path_factory.mktemp("base") / "ws")
+    ws = init_tiny(tmp_path_factory.mktemp("base") / "ws")
     r = piu(ws, "train")
     assert r.returncode == 0, r.stderr
     shutil.rmtree(ws / ".piu" / "cache" / "models", ignore_errors=True)  # the service does not need it
@@ -81,28 +72,12 @@ def trained_ws(trained, tmp_path) -> Path:
     return dst
 
 
-class LoggedElsewhere(DaemonProc):
-    """A daemon whose log is written outside its workspace (a full disk would swallow it)."""
-
-    def __init__(self, ws: Path, log_dir: Path, command: str = "daemon"):
-        self.ws = ws
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"daemon-{len(list(log_dir.glob('daemon-*.log')))}.log"
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [*PIU, "--config", str(ws / "config.toml"), command],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
 @pytest.fixture
 def daemons(tmp_path):
     started: list[DaemonProc] = []
 
     def start(ws: Path, command: str = "daemon") -> DaemonProc:
-        d = LoggedElsewhere(ws, tmp_path / "logs", command)
+        d = DaemonProc(ws, command, log_dir=tmp_path / "logs")  # outside: a full disk would swallow it
         started.append(d)
         return d
 
