@@ -23,8 +23,11 @@ Ray is imported here only, and only when this backend is used.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -167,6 +170,26 @@ def classify(exc: BaseException, cancelled: bool = False) -> tuple[str, str]:
     return "error", f"{type(exc).__name__}: {exc}"
 
 
+@contextlib.contextmanager
+def _keeping_signal_handlers():
+    """Put the daemon's SIGTERM/SIGINT handlers back after ``ray.init``.
+
+    Ray's core worker installs a C-level failure handler for SIGTERM that logs a stack and
+    exits 1, so without this a ``systemctl stop`` would kill the daemon mid-run instead of
+    stopping it at a step boundary and re-queueing the run.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # embedded in a thread: the host program owns signals
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
 def _preflight(address: str, timeout: float) -> None:
     """Fail fast (Ray itself retries for minutes) when a HOST:PORT address does not answer."""
     if address in ("auto", "local"):
@@ -211,13 +234,14 @@ class RayExecutor:
         try:
             if ray.is_initialized():
                 ray.shutdown()
-            ray.init(
-                address=address,
-                namespace=self.settings.namespace,
-                logging_level=logging.WARNING,
-                log_to_driver=True,
-                ignore_reinit_error=True,
-            )
+            with _keeping_signal_handlers():
+                ray.init(
+                    address=address,
+                    namespace=self.settings.namespace,
+                    logging_level=logging.WARNING,
+                    log_to_driver=True,
+                    ignore_reinit_error=True,
+                )
         except Exception as exc:  # noqa: BLE001 - ConnectionError, ValueError (ray:// without ray[client]) ...
             raise ExecutorUnavailable(
                 f"cannot connect to the Ray cluster at {address}: {type(exc).__name__}: {exc}"
