@@ -153,10 +153,11 @@ class PiuApp(App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(type(self.screen).__name__))
 
-    def open_job(self, job_id: str) -> None:
+    def open_job(self, job_id: str, waiting_file: str | None = None) -> None:
+        """Show a job; ``waiting_file`` is the manifest just written, shown until the daemon takes it."""
         from piu_tui.screens.job_detail import JobDetailScreen
 
-        self.push_screen(JobDetailScreen(job_id))
+        self.push_screen(JobDetailScreen(job_id, waiting_file))
 
     def open_report(self, job_id: str) -> None:
         from piu_tui.screens.report import ReportScreen
@@ -226,6 +227,9 @@ class PiuApp(App[int]):
             self.pending[job_id] = pending
         if self._read is not None:
             self.dashboard = with_pending(self._read, self.pending)
+        shown = getattr(self.screen, "pending_changed", None)  # a job detail shows it in its title
+        if callable(shown):
+            shown()
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:

@@ -447,7 +447,7 @@ async def test_no_state_database_at_all(tmp_path):
         assert "no model versions yet" in str(app.screen.query_one("#model-detail").render())
 
 
-async def test_submit_form_writes_a_manifest_piu_validate_accepts(state, capsys):
+async def test_submit_form_writes_a_manifest_piu_validate_accepts(state):
     from piu_engine.cli import main as piu
     from piu_tui.screens.dashboard import DashboardScreen
     from piu_tui.screens.job_detail import JobDetailScreen
@@ -474,17 +474,25 @@ async def test_submit_form_writes_a_manifest_piu_validate_accepts(state, capsys)
         form.query_one("#request-id").value = "req-tui-1"
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, JobDetailScreen), timeout=30)
-        assert app.screen.job_id == "req-tui-1"  # the new job opens
+        detail = app.screen
+        assert detail.job_id == "req-tui-1"  # the new job opens
+        await wait_until(pilot, lambda: detail.view is not None)
+        title = str(detail.query_one("#job-title").render())
+        assert "waiting for the daemon" in title and "no such job" not in title  # not yet taken
+        assert "req-tui-1.json" in "\n".join(detail.view.info)
+        path = state.ws.jobs_dir / "req-tui-1.json"
+        assert piu(["--config", str(state.config), "validate", str(path)]) == 0  # what the daemon will check
+        m = _manifest("req-tui-1", ["person-0020", "person-0021"])
+        _accept(state, m)  # the daemon takes it: the detail follows
+        detail.poll_now()
+        await wait_until(pilot, lambda: detail.view.job is not None, timeout=30)
+        assert "QUEUED" in str(detail.query_one("#job-title").render())
         await pilot.press("escape")
         assert isinstance(app.screen, DashboardScreen)
-    path = state.ws.jobs_dir / "req-tui-1.json"
     doc = json.loads(path.read_text())
     assert doc["identities"] == ["person-0020", "person-0021"] and doc["compare"] == ["retrain"]
     assert doc["method"] == "piu-fr" and doc["request_id"] == "req-tui-1"
     assert not [p for p in state.ws.jobs_dir.iterdir() if p.name.startswith(".req-tui")]  # no temp file left
-    capsys.readouterr()
-    assert piu(["--config", str(state.config), "validate", str(path)]) == 0
-    assert "valid" in capsys.readouterr().out
 
 
 async def test_submit_form_shows_problems_and_writes_nothing(state):
@@ -579,9 +587,9 @@ async def test_report_identities_models_and_help(state):
         assert isinstance(screen, IdentitiesScreen)
         ids = screen.query_one("#identities-table")
         assert ids.row_count == 24
-        assert [str(c) for c in ids.get_row("person-0001")][2:5] == ["forgotten", "req-1001", "v1"]
-        assert [str(c) for c in ids.get_row("person-0004")][2:4] == ["forgetting", "req-1004"]
-        assert [str(c) for c in ids.get_row("person-0013")][2:4] == ["queued", "req-1005"]
+        assert [str(c).strip() for c in ids.get_row("person-0001")][2:5] == ["forgotten", "req-1001", "v1"]
+        assert [str(c).strip() for c in ids.get_row("person-0004")][2:4] == ["forgetting", "req-1004"]
+        assert [str(c).strip() for c in ids.get_row("person-0013")][2:4] == ["queued", "req-1005"]
         await pilot.press("slash", *"forgot")  # `/` to the filter, then filter as you type
         await pilot.pause()
         assert ids.row_count == 2
@@ -941,6 +949,32 @@ async def test_dashboard_fits_the_terminal_without_scrolling_sideways(state, siz
         assert (LONG_ID in long_row) == (size[0] >= 100)  # whole where there is room
 
 
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+async def test_identities_models_and_person_screens_never_scroll_sideways(state, size):
+    from piu_tui.screens.person import PersonScreen
+    from piu_tui.widgets.row_table import RowTable
+
+    app = state.app()
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, app)
+        for key, must_show in (("i", ("identity", "state", "job")), ("m", ("dataset", "version", "MIA", "NoMUS"))):
+            await pilot.press(key)
+            await settle(pilot, app)
+            table = app.screen.query_one(RowTable)
+            assert table.max_scroll_x == 0, (key, size, table.virtual_size)
+            header = next(line for line in screen_lines(app) if line.startswith(" " + must_show[0] + " "))
+            assert all(label in header for label in must_show), header
+        app.push_screen(PersonScreen("synthetic", "person-0001"))
+        await settle(pilot, app)
+        table = app.screen.query_one(RowTable)
+        assert table.row_count and table.max_scroll_x == 0
+        lines = screen_lines(app)
+        assert any("req-1001" in line for line in lines)
+        await pilot.resize_terminal(120, 40)  # the columns come back when there is room
+        await settle(pilot, app)
+        assert "received" in [c.key for c in table.layout_columns]
+
+
 def test_models_lineage_is_flat_however_long(state):
     from piu_tui.viewmodel.sources import load_models
 
@@ -1016,6 +1050,31 @@ async def test_cancel_and_retry_show_in_the_row_until_the_daemon_confirms(state)
         await pilot.press("c", "y")
         await settle(pilot, app)
         assert cells(table, "req-1005")[1].strip() == "queued" and not app.pending
+
+
+async def test_job_detail_says_cancelling_until_the_daemon_confirms(state):
+    from piu_tui.actions import ActionResult
+
+    app = state.app(control=lambda op, job_id: ActionResult(True, "asked"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        app.open_job("req-1004")
+        await settle(pilot, app)
+        detail = app.screen
+        title = detail.query_one("#job-title")
+        assert "RUNNING" in str(title.render())
+        await pilot.press("c", "y")
+        await pilot.pause()
+        assert "CANCELLING" in str(title.render())  # at once, not a toast that vanishes
+        assert detail.check_action("cancel_job", ()) is None  # greyed: asked already
+        detail.poll_now()
+        await settle(pilot, app)
+        assert "CANCELLING" in str(title.render())  # the state still says running
+        assert any("waiting for the daemon to confirm" in line for line in detail.view.info)
+        state.store.set_job("req-1004", state="cancelled", finished_at=T0, error="cancelled by `piu cancel`")
+        detail.poll_now()
+        await settle(pilot, app)
+        assert "CANCELLED" in str(title.render()) and "CANCELLING" not in str(title.render())
 
 
 async def test_rejected_job_shows_its_file_and_reasons_under_the_table(state):
@@ -1392,7 +1451,8 @@ def test_new_viewmodel_modules_do_not_import_textual():
     code = (
         "import sys, importlib\n"
         "for m in ('piu_tui.viewmodel.columns', 'piu_tui.viewmodel.jobs', 'piu_tui.viewmodel.form',\n"
-        "          'piu_tui.viewmodel.commands', 'piu_tui.viewmodel.person', 'piu_tui.threads'):\n"
+        "          'piu_tui.viewmodel.commands', 'piu_tui.viewmodel.person', 'piu_tui.viewmodel.table_fit',\n"
+        "          'piu_tui.threads'):\n"
         "    importlib.import_module(m)\n"
         "print('textual' in sys.modules)"
     )

@@ -6,7 +6,6 @@ filter, ``enter`` opens the person's history.
 
 from __future__ import annotations
 
-from rich.text import Text
 from textual import on
 from textual.actions import SkipAction
 from textual.app import ComposeResult
@@ -17,18 +16,27 @@ from textual.widgets import Footer, Header, Input, Select, Static
 from piu_tui.messages import IdentitiesUpdated
 from piu_tui.screens.base import PolledScreen
 from piu_tui.viewmodel.sources import load_identities
+from piu_tui.viewmodel.table_fit import PlainColumn
 from piu_tui.viewmodel.views import IdentitiesView
 from piu_tui.widgets.daemon_banner import DaemonBanner
 from piu_tui.widgets.row_table import RowTable
 
 STATE_STYLES = {"present": "", "queued": "yellow", "forgetting": "bold cyan", "forgotten": "green"}
 COLUMNS = (
-    ("identity", "identity"),
-    ("images", "images"),
-    ("state", "state"),
-    ("job", "job"),
-    ("version", "version"),
-    ("when", "when"),
+    PlainColumn("identity", "identity"),
+    PlainColumn("images", "images", right=True),
+    PlainColumn("state", "state"),
+    PlainColumn("job", "job"),
+    PlainColumn("version", "version"),
+    PlainColumn("when", "when"),
+)
+#: Narrow terminal: "when" keeps its date and time, long job ids and names are cut, then the version goes.
+REDUCTIONS = (
+    ("shrink", "when", 17),
+    ("shrink", "job", 12),
+    ("shrink", "identity", 16),
+    ("drop", "version", 0),
+    ("drop", "when", 0),
 )
 
 
@@ -56,10 +64,7 @@ class IdentitiesScreen(PolledScreen):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        table = self.query_one(RowTable)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
-        table.focus()
+        self.query_one(RowTable).focus()
 
     def fetch(self) -> IdentitiesUpdated:
         app = self.piu_app
@@ -108,23 +113,25 @@ class IdentitiesScreen(PolledScreen):
         if key == self._shown:
             return
         self._shown = key
-        table = self.query_one(RowTable)
-        selected = table.selected_key
-        table.clear()
-        for r in rows:
-            state = Text(r.state, style=STATE_STYLES.get(r.state, ""))
-            table.add_row(
-                r.identity,
-                Text(r.images, justify="right"),
-                state,
-                r.job_id or "-",
-                r.version or "-",
-                r.when or "-",
-                key=r.identity,
-            )
-        keys = [r.identity for r in rows]
-        if selected in keys:
-            table.move_cursor(row=keys.index(selected), animate=False)
+        self.query_one(RowTable).show_rows(
+            COLUMNS,
+            REDUCTIONS,
+            [
+                (
+                    r.identity,
+                    {
+                        "identity": r.identity,
+                        "images": r.images,
+                        "state": r.state,
+                        "job": r.job_id or "-",
+                        "version": r.version or "-",
+                        "when": r.when or "-",
+                    },
+                )
+                for r in rows
+            ],
+            {r.identity: {"state": STATE_STYLES.get(r.state, "")} for r in rows},
+        )
 
     def action_filter(self) -> None:
         self.query_one(Input).focus()

@@ -10,6 +10,7 @@ from textual.widgets import Footer, Header, Label, Static
 
 from piu_tui.messages import JobDetailUpdated
 from piu_tui.screens.base import PolledScreen
+from piu_tui.viewmodel.jobs import detail_with_pending
 from piu_tui.viewmodel.sources import JobDetailSource
 from piu_tui.viewmodel.views import JobDetailView, job_action_state
 from piu_tui.widgets.audit_panel import AuditPanel
@@ -29,10 +30,12 @@ class JobDetailScreen(PolledScreen):
         Binding("o", "open_report", "Report"),
     ]
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, waiting_file: str | None = None) -> None:
         super().__init__()
         self.job_id = job_id
-        self.view: JobDetailView | None = None
+        self.waiting_file = waiting_file
+        self.view: JobDetailView | None = None  # what is shown: the state read, with an unconfirmed cancel/retry
+        self._read: JobDetailView | None = None  # the state as last read
         self._source: JobDetailSource | None = None
 
     def compose(self) -> ComposeResult:
@@ -56,13 +59,22 @@ class JobDetailScreen(PolledScreen):
 
     def fetch(self) -> JobDetailUpdated | None:
         if self._source is None:
-            self._source = JobDetailSource(self.piu_app.ws.db_path, self.job_id, self.piu_app.clock)
+            self._source = JobDetailSource(
+                self.piu_app.ws.db_path, self.job_id, self.piu_app.clock, waiting_file=self.waiting_file
+            )
         view = self._source.load()
         return None if view is None else JobDetailUpdated(view)
 
     @on(JobDetailUpdated)
     def _updated(self, message: JobDetailUpdated) -> None:
-        view = message.view
+        self._read = message.view
+        self.pending_changed()
+
+    def pending_changed(self) -> None:
+        """Show the last read state again, marked with what the admin asked and the daemon has not done."""
+        if self._read is None:
+            return
+        view = detail_with_pending(self._read, self.piu_app.pending)
         if view == self.view:
             return
         self.view = view

@@ -12,18 +12,33 @@ from piu_tui.messages import ModelsUpdated
 from piu_tui.screens.base import PolledScreen
 from piu_tui.viewmodel.format import names_preview
 from piu_tui.viewmodel.sources import load_models
+from piu_tui.viewmodel.table_fit import PlainColumn
 from piu_tui.viewmodel.views import METRIC_COLUMNS, ModelsView, VersionView
 from piu_tui.widgets.daemon_banner import DaemonBanner
+from piu_tui.widgets.row_table import RowTable
 
 COLUMNS = (
-    ("dataset", "dataset"),
-    ("lineage", "version"),
-    ("source", "source"),
-    ("method", "method"),
-    ("forgotten", "forgotten"),
-    ("new", "newly forgotten"),
-    *((k, label) for k, label in METRIC_COLUMNS if k in ("test_acc", "mia", "nomus")),
-    ("created", "created"),
+    PlainColumn("dataset", "dataset"),
+    PlainColumn("lineage", "version"),
+    PlainColumn("source", "source"),
+    PlainColumn("method", "method"),
+    PlainColumn("forgotten", "forgotten", right=True),
+    PlainColumn("new", "newly forgotten"),
+    *(PlainColumn(k, label, right=True) for k, label in METRIC_COLUMNS if k in ("test_acc", "mia", "nomus")),
+    PlainColumn("created", "created"),
+)
+#: Narrow terminal: the creation time loses its seconds, then the newly forgotten names are cut
+#: (the detail below lists them all), then the source and the creation time go.
+REDUCTIONS = (
+    ("shrink", "created", 17),
+    ("shrink", "new", 14),
+    ("drop", "source", 0),
+    ("shrink", "lineage", 12),
+    ("drop", "created", 0),
+    ("shrink", "new", 9),
+    ("shrink", "dataset", 10),
+    ("shrink", "method", 8),
+    ("drop", "forgotten", 0),
 )
 
 
@@ -37,16 +52,13 @@ class ModelsScreen(PolledScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield DaemonBanner(id="banner")
-        yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
+        yield RowTable(id="models-table")
         yield Static("", id="model-detail")
         yield Static("", id="pool-detail")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
-        table.focus()
+        self.query_one(RowTable).focus()
 
     def fetch(self) -> ModelsUpdated:
         ws = self.piu_app.ws
@@ -58,34 +70,31 @@ class ModelsScreen(PolledScreen):
             return
         self.view = message.view
         self.query_one("#pool-detail", Static).update("\n".join(self.view.pools))
-        table = self.query_one(DataTable)
-        selected = None
-        if table.row_count:
-            selected = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        table.clear()
+        table = self.query_one(RowTable)
+        had_rows = table.row_count > 0
         index = {k: i for i, (k, _) in enumerate(METRIC_COLUMNS)}
+        rows = []
+        styles = {}
         for v in self.view.versions:
-            label = Text(v.lineage + (" *" if v.current else ""), style="bold" if v.current else "")
-            if v.pruned:
-                label.append(" (file pruned)", style="dim")
-            table.add_row(
-                v.dataset,
-                label,
-                v.source,
-                v.method,
-                str(v.forgotten_total),
-                names_preview(v.new_forgotten) if v.new_forgotten else "-",
-                v.metrics[index["test_acc"]],
-                v.metrics[index["mia"]],
-                v.metrics[index["nomus"]],
-                v.created,
-                key=v.key,
+            rows.append(
+                (
+                    v.key,
+                    {
+                        "dataset": v.dataset,
+                        "lineage": v.lineage + (" *" if v.current else "") + (" (file pruned)" if v.pruned else ""),
+                        "source": v.source,
+                        "method": v.method,
+                        "forgotten": str(v.forgotten_total),
+                        "new": names_preview(v.new_forgotten) if v.new_forgotten else "-",
+                        **{k: v.metrics[index[k]] for k in ("test_acc", "mia", "nomus")},
+                        "created": v.created,
+                    },
+                )
             )
-        keys = [v.key for v in self.view.versions]
-        if selected in keys:
-            table.move_cursor(row=keys.index(selected), animate=False)
-        elif keys:
-            table.move_cursor(row=len(keys) - 1, animate=False)
+            styles[v.key] = {"lineage": "bold" if v.current else ("dim" if v.pruned else "")}
+        table.show_rows(COLUMNS, REDUCTIONS, rows, styles)
+        if not had_rows and rows:  # first look: the newest version
+            table.move_cursor(row=len(rows) - 1, animate=False)
         self._show_detail()
 
     @on(DataTable.RowHighlighted)
@@ -93,10 +102,9 @@ class ModelsScreen(PolledScreen):
         self._show_detail()
 
     def _selected(self) -> VersionView | None:
-        table = self.query_one(DataTable)
-        if self.view is None or not table.row_count:
+        key = self.query_one(RowTable).selected_key
+        if self.view is None or key is None:
             return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         return next((v for v in self.view.versions if v.key == key), None)
 
     def _show_detail(self) -> None:

@@ -13,17 +13,26 @@ from piu_tui.messages import PersonUpdated
 from piu_tui.screens.base import PolledScreen
 from piu_tui.viewmodel.person import PersonView
 from piu_tui.viewmodel.sources import load_person
+from piu_tui.viewmodel.table_fit import PlainColumn
 from piu_tui.widgets.daemon_banner import DaemonBanner
 from piu_tui.widgets.jobs_table import STATE_STYLES
 from piu_tui.widgets.row_table import RowTable
 
 COLUMNS = (
-    ("job", "request"),
-    ("state", "state"),
-    ("method", "method"),
-    ("version", "version"),
-    ("received", "received"),
-    ("note", "note"),
+    PlainColumn("job", "request"),
+    PlainColumn("state", "state"),
+    PlainColumn("method", "method"),
+    PlainColumn("version", "version"),
+    PlainColumn("received", "received"),
+    PlainColumn("note", "note"),
+)
+#: Narrow terminal: the note is cut first (the job's detail has all of it), then "received".
+REDUCTIONS = (
+    ("shrink", "note", 16),
+    ("shrink", "received", 17),
+    ("shrink", "job", 12),
+    ("drop", "received", 0),
+    ("shrink", "note", 8),
 )
 PERSON_STYLES = {"forgotten": "bold green", "forgetting": "bold cyan", "queued": "bold yellow", "unknown": "bold red"}
 
@@ -49,10 +58,7 @@ class PersonScreen(PolledScreen):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        table = self.query_one(RowTable)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
-        table.focus()
+        self.query_one(RowTable).focus()
 
     def fetch(self) -> PersonUpdated:
         app = self.piu_app
@@ -68,15 +74,25 @@ class PersonScreen(PolledScreen):
         title.append(view.state.upper(), style=PERSON_STYLES.get(view.state, "bold"))
         title.append(f"  {view.headline}")
         self.query_one("#person-title", Static).update(title)
-        table = self.query_one(RowTable)
-        selected = table.selected_key
-        table.clear()
-        for j in view.jobs:
-            state = Text(j.state, style=STATE_STYLES.get(JobState(j.state), ""))
-            table.add_row(j.job_id, state, j.method, j.version or "-", j.received, j.note, key=j.job_id)
-        keys = [j.job_id for j in view.jobs]
-        if selected in keys:
-            table.move_cursor(row=keys.index(selected), animate=False)
+        self.query_one(RowTable).show_rows(
+            COLUMNS,
+            REDUCTIONS,
+            [
+                (
+                    j.job_id,
+                    {
+                        "job": j.job_id,
+                        "state": j.state,
+                        "method": j.method,
+                        "version": j.version or "-",
+                        "received": j.received,
+                        "note": j.note,
+                    },
+                )
+                for j in view.jobs
+            ],
+            {j.job_id: {"state": STATE_STYLES.get(JobState(j.state), "")} for j in view.jobs},
+        )
         empty = self.query_one("#person-empty", Static)
         empty.update(view.empty_text)
         empty.display = not view.jobs

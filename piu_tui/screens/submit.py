@@ -258,7 +258,7 @@ class SubmitScreen(PiuScreen):
             self.app.notify(r.message, title="request submitted")
             self.piu_app.poll_now()
             self.dismiss()
-            self.piu_app.open_job(r.request_id)
+            self.piu_app.open_job(r.request_id, waiting_file=r.path or None)
             return
         by_field = field_problems(r.problems)
         self._show_problems(by_field)

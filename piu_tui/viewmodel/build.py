@@ -267,7 +267,19 @@ def job_detail(
     queue_pos: int | None = None,
     report_exists: bool = False,
     picture: str | None = None,
+    waiting_file: Path | None = None,
 ) -> JobDetailView:
+    if job is None and waiting_file is not None:  # just submitted: the daemon has not read it yet
+        return JobDetailView(
+            job=None,
+            job_id=job_id,
+            title=f"{job_id}  SUBMITTED  waiting for the daemon to take it",
+            info=(
+                f"written to {waiting_file}",
+                "the daemon checks the manifest and queues it within seconds while it runs; "
+                "if the banner says it is not running, start it (see piu status)",
+            ),
+        )
     if job is None:
         return JobDetailView(job=None, job_id=job_id, title=f"{job_id}: no such job")
     view = job_view(job, now, events, queue_pos)

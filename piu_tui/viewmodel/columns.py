@@ -99,6 +99,23 @@ def natural_text(job: JobView, key: str) -> str:
     return str(getattr(job, key))
 
 
+def reduce_widths(widths: dict[str, int], width: int, reductions: Sequence[tuple[str, str, int]]) -> None:
+    """Apply ``reductions`` in order, in place, until the columns (with their gaps) fit ``width``."""
+
+    def excess() -> int:
+        return sum(w + GAP for w in widths.values()) - width
+
+    for op, key, floor in reductions:
+        if excess() <= 0:
+            break
+        if key not in widths:
+            continue
+        if op == "drop":
+            del widths[key]
+        else:
+            widths[key] = max(min(widths[key], floor), widths[key] - excess())
+
+
 def fit_columns(width: int, jobs: Sequence[JobView], sort: SortOrder = SortOrder()) -> tuple[FittedColumn, ...]:
     """The columns to show in ``width`` cells, each as wide as its content (up to its cap)."""
     widths: dict[str, int] = {}
@@ -108,18 +125,7 @@ def fit_columns(width: int, jobs: Sequence[JobView], sort: SortOrder = SortOrder
     if not any(j.gate for j in jobs):
         widths.pop("gate")
 
-    def excess() -> int:
-        return sum(w + GAP for w in widths.values()) - width
-
-    for op, key, floor in REDUCTIONS:
-        if excess() <= 0:
-            break
-        if key not in widths:
-            continue
-        if op == "drop":
-            del widths[key]
-        else:
-            widths[key] = max(min(widths[key], floor), widths[key] - excess())
+    reduce_widths(widths, width, REDUCTIONS)
     return tuple(
         FittedColumn(c.key, header_label(c, widths[c.key], sort), widths[c.key], c.right)
         for c in COLUMNS

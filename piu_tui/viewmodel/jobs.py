@@ -15,7 +15,7 @@ from piu_engine.service.jobstate import ACTIVE_STATES, JobState
 
 from piu_tui.viewmodel.columns import SortOrder
 from piu_tui.viewmodel.format import num
-from piu_tui.viewmodel.views import DashboardView, JobView
+from piu_tui.viewmodel.views import DashboardView, JobDetailView, JobView
 
 # ------------------------------------------------------------------ asked, not yet confirmed
 PENDING_LABELS = {"cancel": "cancelling", "retry": "retrying"}
@@ -44,6 +44,21 @@ def with_pending(view: DashboardView, pending: Mapping[str, Pending]) -> Dashboa
         for j in view.jobs
     )
     return dataclasses.replace(view, jobs=jobs)
+
+
+def detail_with_pending(view: JobDetailView, pending: Mapping[str, Pending]) -> JobDetailView:
+    """The job detail with an unconfirmed cancel or retry in its title, and those keys greyed out."""
+    job = view.job
+    p = pending.get(view.job_id) if job is not None else None
+    if job is None or p is None or p.confirmed_by(job):
+        return view
+    label = PENDING_LABELS[p.op]
+    return dataclasses.replace(
+        view,
+        job=dataclasses.replace(job, pending=label, can_cancel=False, can_retry=False),
+        title=view.title.replace(f"  {job.state.upper()}  ", f"  {label.upper()}  ", 1),
+        info=(f"{label}: asked, waiting for the daemon to confirm", *view.info),
+    )
 
 
 def still_pending(view: DashboardView, pending: Mapping[str, Pending]) -> dict[str, Pending]:

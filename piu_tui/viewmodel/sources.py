@@ -117,10 +117,11 @@ class StateSource:
 
 
 class JobDetailSource:
-    def __init__(self, db_path: Path, job_id: str, clock: Clock):
+    def __init__(self, db_path: Path, job_id: str, clock: Clock, waiting_file: str | Path | None = None):
         self.db_path = Path(db_path)
         self.job_id = job_id
         self.clock = clock
+        self.waiting_file = Path(waiting_file) if waiting_file else None  # written, not yet taken by the daemon
         self._events = EventCache(keep=20000)
 
     def load(self) -> JobDetailView | None:
@@ -134,7 +135,8 @@ class JobDetailSource:
             with reader:
                 job = reader.job(self.job_id)
                 if job is None:
-                    return job_detail(None, self.job_id, now)
+                    waiting = self.waiting_file is not None and self.waiting_file.exists()
+                    return job_detail(None, self.job_id, now, waiting_file=self.waiting_file if waiting else None)
                 idents = reader.job_identities(job.id)
                 events = self._events.get(reader, job.batch_id)
                 self._events.forget_except([job.batch_id] if job.batch_id else [])

@@ -17,7 +17,7 @@ from piu_tui.viewmodel.columns import BAR, FittedColumn, SortOrder, cell_text, f
 from piu_tui.viewmodel.jobs import gate_tone
 from piu_tui.viewmodel.views import JobView
 from piu_tui.widgets.job_summary import TONE_STYLES
-from piu_tui.widgets.row_table import RowTable
+from piu_tui.widgets.row_table import RowTable, cell
 
 STATE_STYLES: dict[JobState, str] = {
     JobState.RUNNING: "bold cyan",
@@ -34,14 +34,6 @@ PROGRESS_STYLES: dict[JobState, str] = {
     JobState.DONE: "green",
 }
 PENDING_STYLE = "bold yellow reverse"
-
-
-def cell(text: str | Text, style: str = "", right: bool = False) -> Text:
-    t = Text(" ")
-    t.append_text(text if isinstance(text, Text) else Text(text, style=style))
-    if right:
-        t.justify = "right"
-    return t
 
 
 def render_cell(job: JobView, col: FittedColumn) -> Text:
@@ -66,19 +58,13 @@ class JobsTable(RowTable):
     """Rows keyed by job id; the cursor stays on its job across updates and re-fits."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(cell_padding=0, **kwargs)
+        super().__init__(**kwargs)
         self._jobs: tuple[JobView, ...] = ()
         self._sort = SortOrder()
-        self.layout_columns: tuple[FittedColumn, ...] = ()
 
     @property
     def selected_job_id(self) -> str | None:
         return self.selected_key
-
-    @property
-    def available_width(self) -> int:
-        width = self.size.width or self.app.size.width
-        return max(20, width - self.styles.scrollbar_size_vertical)
 
     def on_resize(self) -> None:
         self.show_jobs(self._jobs, self._sort)
