@@ -379,6 +379,52 @@ def test_sigterm_mid_job_exits_cleanly_and_resumes_and_cancel_retry(ws, daemons)
         assert [(v.version, v.parent) for v in rd.versions("synthetic")] == [(0, None), (1, 0)]
 
 
+def _worker_pid(d: DaemonProc) -> int | None:
+    """The daemon's worker process: its child running the unlearning (not the resource tracker)."""
+    for pid in d.session_pids():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == d.pid and b"resource_tracker" not in cmd:
+            return pid
+    return None
+
+
+def test_a_worker_crash_is_logged_and_retry_keeps_the_jobs_history(ws, daemons):
+    d = daemons(ws)
+    daemon_up(ws, d)
+    drop(ws, "crash.json", dict(manifest("crash", "person-0002"), params={"epochs": 400, "early_stop": False}))
+    wait_for(lambda: _running_with_progress(ws, "crash"), what="the job to be running", daemon=d)
+    first_batch = job(ws, "crash").batch_id
+    pid = _worker_pid(d)
+    assert pid is not None, d.session_pids()
+    os.kill(pid, signal.SIGKILL)  # the worker dies (OOM killer, a driver fault): the daemon stays up
+    wait_for(lambda: "crashed" in d.tail(), what="the daemon to log the crash", daemon=d)
+    assert re.search(rf"run {first_batch} crashed \(.*\): crash is queued again \(attempt 1 of \d+ used\)", d.tail())
+    wait_for(
+        lambda: (j := job(ws, "crash")).state == "running" and j.batch_id != first_batch,
+        what="the job to run again",
+        daemon=d,
+    )
+    r = piu(ws, "cancel", "crash")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: job_state(ws, "crash") == "cancelled", what="the cancel", daemon=d)
+    r = piu(ws, "retry", "crash")
+    assert r.returncode == 0, r.stderr
+    r = piu(ws, "jobs", "show", "crash", "--json")
+    history = json.loads(r.stdout)["history"]
+    assert [h["kind"] for h in history[:3]] == ["run", "run", "retry"], history
+    assert history[0]["state"] == "crashed" and "exited with code -9" in history[0]["error"]
+    assert history[1]["state"] == "cancelled" and history[2]["state"] == "cancelled"
+    shown = piu(ws, "jobs", "show", "crash").stdout
+    assert "history:" in shown and "retried (it was cancelled" in shown and ": crashed: worker process" in shown
+    d.signal(signal.SIGTERM)
+    assert d.wait() == 0, d.tail()
+
+
 def test_whole_manifests_are_taken_without_waiting_to_settle(ws, daemons):
     """Renamed-in and closed-and-parsable files skip settle_seconds; a half-written one waits."""
     set_service(ws, settle_seconds=60.0, rescan_seconds=60.0)

@@ -165,6 +165,11 @@ def test_gate_failure_keeps_current_then_retry_succeeds(ws):
     assert report["gate"]["decision"] == "passed" and gated == {"mia": True, "test_acc": True, "audit": False}
     text = (ws.jobs_dir / "done/a/report.txt").read_text()
     assert "Acceptance gate: PASSED" in text and "Per-person audit: not audited (no reference pool" in text
+    # the failed first attempt is kept: its run, and what the job was when it was retried
+    kinds = [(h["kind"], h["state"]) for h in report["history"]]
+    assert kinds == [("run", "failed"), ("retry", "failed"), ("run", "done")]
+    assert "acceptance gate failed" in report["history"][1]["error"]
+    assert "History" in text and "retried (it was failed after 1 attempt(s)): acceptance gate failed" in text
     assert report["request_metrics"]["n_forget"] == 6
     store.close()
 

@@ -1052,6 +1052,18 @@ async def test_cancel_and_retry_show_in_the_row_until_the_daemon_confirms(state)
         assert cells(table, "req-1005")[1].strip() == "queued" and not app.pending
 
 
+def test_job_detail_keeps_the_earlier_attempts_after_a_retry(state):
+    from piu_tui.viewmodel.sources import JobDetailSource
+
+    state.store.requeue_for_retry(state.store.job("req-1002"))  # what `piu retry` does
+    view = JobDetailSource(state.ws.db_path, "req-1002", lambda: T0).load()
+    assert view.job.state == "queued"
+    info = "\n".join(view.info)
+    assert "earlier (2):" in info
+    assert "run b-1002 on cuda:0: failed: acceptance gate failed" in info
+    assert "retried (it was failed after 1 attempt(s)): " in info
+
+
 async def test_job_detail_says_cancelling_until_the_daemon_confirms(state):
     from piu_tui.actions import ActionResult
 

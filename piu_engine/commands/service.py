@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from piu_engine.commands.workspace import load_workspace_config
-from piu_engine.service.jobstate import ACTIVE_STATES, JobState
+from piu_engine.service.jobstate import ACTIVE_STATES, REPORTED_STATES, JobState
 
 WIDTH = 100  # `piu status` and `piu jobs list` fit a terminal this wide
 
@@ -448,13 +448,16 @@ def cmd_jobs_show(args) -> int:
     if detail is None:
         raise _cmd_error(f"no job {args.id!r}")
     job, idents, events = detail.job, detail.identities, detail.events
+    from piu_engine.service.report import attempt_record, history_lines
+
+    history = [attempt_record(a) for a in detail.history]
     if args.json:
-        d = dict(job.__dict__, identities_detail=idents, recent_events=[e.__dict__ for e in events])
+        d = dict(job.__dict__, identities_detail=idents, recent_events=[e.__dict__ for e in events], history=history)
         _print_json(d)
         return 0
     report = Path(job.report_dir) / "report.txt" if job.report_dir else None
-    if report is not None and report.exists():
-        print(report.read_text("utf-8"), end="")
+    if report is not None and report.exists() and job.state in REPORTED_STATES:
+        print(report.read_text("utf-8"), end="")  # it holds the history up to its end
         return 0
     print(f"job {job.id}: {job.state} (attempt {job.attempts})")
     if job.state == JobState.REJECTED:
@@ -473,6 +476,10 @@ def cmd_jobs_show(args) -> int:
             print(f"    {_when(e.ts)} {e.phase} epoch {e.epoch}/{e.epochs} step {e.step}/{e.steps}{loss} {e.message}")
     if job.error:
         print("  error: " + job.error.replace("\n", "\n    "))
+    if history:
+        print("  history:")
+        for line in history_lines(history):
+            print("    " + line)
     return 0
 
 

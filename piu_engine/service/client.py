@@ -22,7 +22,16 @@ from typing import Any
 from piu_engine.service import control
 from piu_engine.service.jobstate import ACTIVE_STATES, JobState
 from piu_engine.service.manifest import IdentityCache, Manifest, ManifestError, check_manifest, load_manifest
-from piu_engine.service.state import EventRow, Heartbeat, IdentityRow, JobRow, StateMissing, StateReader, VersionRow
+from piu_engine.service.state import (
+    AttemptRow,
+    EventRow,
+    Heartbeat,
+    IdentityRow,
+    JobRow,
+    StateMissing,
+    StateReader,
+    VersionRow,
+)
 from piu_engine.service.workspace import Workspace, piu_executable
 
 
@@ -57,6 +66,7 @@ class JobDetail:
     job: JobRow
     identities: list[dict[str, Any]]
     events: list[EventRow] = field(default_factory=list)
+    history: list[AttemptRow] = field(default_factory=list)  # its runs and retries, oldest first
 
 
 def order_jobs(jobs: Iterable[JobRow]) -> list[JobRow]:
@@ -153,7 +163,7 @@ class Client:
             if r is None or job is None:
                 return None
             recent = r.events(job.batch_id, limit=100000)[-events:] if events and job.batch_id else []
-            return JobDetail(job, r.job_identities(job.id), recent)
+            return JobDetail(job, r.job_identities(job.id), recent, r.history(job.id))
 
     def jobs(
         self,

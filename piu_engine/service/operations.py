@@ -65,6 +65,7 @@ class Operations:
             error=job.error,
             device=r.get("device", ""),
             note=r.get("note", ""),
+            history=self.store.history(job.id),
         )
         manifest = jsonout.dumps(job.manifest, indent=2, sort_keys=True) + "\n" if job.manifest else "{}\n"
         out = self.spool.finish(job.state, job.id, report_files(report, manifest))
@@ -121,26 +122,7 @@ class Operations:
         if job.state not in (JobState.FAILED, JobState.CANCELLED):
             hint = " (fix the manifest and submit it again)" if job.state == JobState.REJECTED else ""
             raise ValueError(f"{job.id} is {job.state}; only failed or cancelled jobs can be retried{hint}")
-        self.store.set_job(
-            job.id,
-            state=JobState.QUEUED,
-            attempts=0,
-            error=None,
-            finished_at=None,
-            version=None,
-            metrics=None,
-            parent_metrics=None,
-            result=None,
-            seconds=None,
-            sha256=None,
-            phase=None,
-            progress=None,
-            batch_id=None,
-        )
-        for row in self.store.job_identities(job.id):
-            if row["status"] == "forgotten":
-                continue
-            self.store.set_identity_status(job.id, row["identity"], "requested", None)
+        self.store.requeue_for_retry(job)
         return {"message": f"{job.id}: queued again", "state": "queued"}
 
     def register(self, args: dict[str, Any]) -> dict[str, Any]:

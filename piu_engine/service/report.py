@@ -18,8 +18,9 @@ from typing import Any
 
 import piu_engine
 from piu_engine.common import jsonout
+from piu_engine.common.text import first_line
 from piu_engine.core.request import METRIC_NAMES
-from piu_engine.service.state import JobRow, VersionRow
+from piu_engine.service.state import AttemptRow, JobRow, VersionRow
 
 REPORT_VERSION = 1
 PICTURE = "audit.png"  # the audit's picture beside report.txt (piu_engine.core.audit.plot.PICTURE)
@@ -48,6 +49,7 @@ def build_report(
     error: str | None = None,
     device: str = "",
     note: str = "",
+    history: list[AttemptRow] | None = None,
 ) -> dict[str, Any]:
     outcome = outcome or {}
     finished = job.finished_at or time.time()
@@ -85,12 +87,38 @@ def build_report(
             "total": None if job.started_at is None else round(finished - job.started_at, 3),
         },
         "attempts": job.attempts,
+        "history": [attempt_record(a) for a in history or []],
         "error": error,
         "note": note,
         "host": socket.gethostname(),
         "device": device,
         "piu_version": piu_engine.__version__,
     }
+
+
+def attempt_record(a: AttemptRow) -> dict[str, Any]:
+    """One history entry as report.json (and `piu jobs show --json`) hold it."""
+    d: dict[str, Any] = {"kind": a.kind, "at": _iso(a.at), "state": a.state, "error": a.error, "batch": a.batch_id}
+    if a.kind == "run":
+        d.update(device=a.device, finished_at=_iso(a.finished_at))
+    else:
+        d.update(attempts=a.attempts)
+    return d
+
+
+def history_lines(history: list[dict[str, Any]]) -> list[str]:
+    """One line per run and retry of the job, oldest first (report.txt, `piu jobs show`, the TUI)."""
+    out = []
+    for h in history:
+        at = (h.get("at") or "?")[:19].replace("T", " ")
+        error = f": {first_line(h['error'], 100)}" if h.get("error") else ""
+        if h["kind"] == "run":
+            on = f" on {h['device']}" if h.get("device") else ""
+            state = "ran to the end" if h["state"] == "done" else h["state"]  # its jobs' own outcome is below
+            out.append(f"{at}  run {h['batch']}{on}: {state}{error}")
+        else:
+            out.append(f"{at}  retried (it was {h['state']} after {h.get('attempts')} attempt(s)){error}")
+    return out
 
 
 def _fmt(v: Any) -> str:
@@ -284,6 +312,9 @@ def render_text(r: dict[str, Any]) -> str:
         f"attempts {r.get('attempts')}",
         f"Host         : {r['host']}  device {r.get('device') or '-'}  piu {r['piu_version']}",
     ]
+    history = r.get("history") or []
+    if len(history) > 1 or any(h["kind"] == "retry" for h in history):
+        out += ["", "History      :", *("  " + line for line in history_lines(history))]
     if r.get("note"):
         out += ["", r["note"]]
     if r.get("error"):

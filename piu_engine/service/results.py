@@ -19,6 +19,7 @@ from piu_engine.service import gate as gate_mod
 from piu_engine.service.executors.base import ExecMessage
 from piu_engine.service.jobstate import JobState
 from piu_engine.service.runtime import Batch, Runtime
+from piu_engine.service.state import printable
 
 log = logging.getLogger("piu.daemon")
 
@@ -65,6 +66,15 @@ class Results:
                 limit = rt.settings.max_attempts
                 for job_id in batch.job_ids:
                     attempts = self._attempts(job_id)
+                    log.warning(
+                        "run %s crashed (%s): %s %s",
+                        batch.id,
+                        printable(str(msg.payload), 300),
+                        job_id,
+                        f"fails, attempt {attempts} of {limit}"
+                        if attempts >= limit
+                        else f"is queued again (attempt {attempts} of {limit} used)",
+                    )
                     if attempts >= limit:
                         rt.end(
                             job_id,

@@ -64,6 +64,11 @@ CREATE TABLE IF NOT EXISTS batches (       -- one unlearning run (coalesced requ
     job_ids TEXT NOT NULL, state TEXT NOT NULL, device TEXT,
     started_at REAL NOT NULL, finished_at REAL, error TEXT
 );
+CREATE TABLE IF NOT EXISTS retries (       -- what a job was when `piu retry` queued it again
+    job_id TEXT NOT NULL, at REAL NOT NULL, state TEXT NOT NULL,
+    attempts INTEGER NOT NULL, error TEXT, batch_id TEXT, finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS retries_job ON retries(job_id, at);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     batch_id TEXT NOT NULL, ts REAL NOT NULL,
@@ -294,6 +299,20 @@ class EventRow:
     metrics: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class AttemptRow:
+    """One entry of a job's history: a run it was part of, or a retry that queued it again."""
+
+    kind: str  # run | retry
+    at: float  # when the run started, or when the retry was asked
+    state: str  # run: running, done, failed, crashed, interrupted, cancelled; retry: the job's state before it
+    error: str | None
+    batch_id: str | None
+    device: str = ""
+    finished_at: float | None = None
+    attempts: int | None = None  # retry: the attempts charged before it
+
+
 @dataclass
 class VersionRow:
     dataset: str
@@ -379,6 +398,21 @@ class _Queries:
             "SELECT * FROM jobs WHERE id = ? OR (request_id = ? AND state != 'rejected')", (job_id, job_id)
         ).fetchone()
         return JobRow.from_row(r) if r else None
+
+    def history(self, job_id: str) -> list[AttemptRow]:
+        """Every run the job was part of and every retry of it, oldest first (survives `piu retry`)."""
+        runs = [
+            AttemptRow("run", r["started_at"], r["state"], r["error"], r["id"], r["device"] or "", r["finished_at"])
+            for r in self.conn.execute(
+                "SELECT b.* FROM batches b, json_each(b.job_ids) j WHERE j.value = ? ORDER BY b.started_at, b.id",
+                (job_id,),
+            )
+        ]
+        retries = [
+            AttemptRow("retry", r["at"], r["state"], r["error"], r["batch_id"], "", r["finished_at"], r["attempts"])
+            for r in self.conn.execute("SELECT * FROM retries WHERE job_id = ? ORDER BY at", (job_id,))
+        ]
+        return sorted(runs + retries, key=lambda a: (a.at, a.kind == "retry"))
 
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in JobState}
@@ -740,6 +774,27 @@ class StateStore(_Queries):
         cols = ", ".join(f"{k} = ?" for k in fields)
         with self.tx() as c:
             c.execute(f"UPDATE jobs SET {cols} WHERE id = ?", [*fields.values(), job_id])
+
+    def requeue_for_retry(self, job: JobRow) -> None:
+        """Queue a failed or cancelled job again, in one transaction, keeping what it was in ``retries``."""
+        now = time.time()
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO retries (job_id, at, state, attempts, error, batch_id, finished_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job.id, now, str(job.state), job.attempts, job.error, job.batch_id, job.finished_at),
+            )
+            c.execute(
+                "UPDATE jobs SET state = 'queued', attempts = 0, error = NULL, finished_at = NULL, version = NULL, "
+                "metrics = NULL, parent_metrics = NULL, result = NULL, seconds = NULL, sha256 = NULL, phase = NULL, "
+                "progress = NULL, batch_id = NULL, updated_at = ? WHERE id = ?",
+                (now, job.id),
+            )
+            c.execute(
+                "UPDATE job_identities SET status = 'requested', version = NULL "
+                "WHERE job_id = ? AND status != 'forgotten'",
+                (job.id,),
+            )
 
     def queued_jobs(self) -> list[JobRow]:
         rows = self.conn.execute("SELECT * FROM jobs WHERE state = 'queued' ORDER BY priority DESC, created_at, id")

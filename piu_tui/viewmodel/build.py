@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from piu_engine.service.jobstate import ACTIVE_STATES, JobState
-from piu_engine.service.state import EventRow, Heartbeat, IdentityRow, JobRow, VersionRow
+from piu_engine.service.report import attempt_record, history_lines
+from piu_engine.service.state import AttemptRow, EventRow, Heartbeat, IdentityRow, JobRow, VersionRow
 
 from piu_tui.viewmodel.audit import audit_view, pool_lines
 from piu_tui.viewmodel.format import (
@@ -268,6 +269,7 @@ def job_detail(
     report_exists: bool = False,
     picture: str | None = None,
     waiting_file: Path | None = None,
+    history: Sequence[AttemptRow] = (),
 ) -> JobDetailView:
     if job is None and waiting_file is not None:  # just submitted: the daemon has not read it yet
         return JobDetailView(
@@ -300,6 +302,10 @@ def job_detail(
         info += [f"- {r}" for r in view.reasons]
     if result.get("note"):
         info.append(first_line(result["note"], 100))
+    earlier = [a for a in history if a.batch_id != job.batch_id or a.kind == "retry"]
+    if earlier:  # what happened before this attempt, kept across `piu retry`
+        info.append(f"earlier ({len(earlier)}):")
+        info += ["  " + line for line in history_lines([attempt_record(a) for a in earlier])]
     lines = tuple(
         IdentityLine(
             i["identity"],

@@ -10,6 +10,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from piu_engine.common.text import clip, first_line
+
+__all__ = ["clip", "first_line"]  # the TUI's formatting helpers, shared with the engine's reports
+
 IDENTITIES_SHOWN = 3  # names shown in the dashboard's identities column
 
 
@@ -66,18 +70,6 @@ def fmt_seconds(value: Any) -> str:
 
 def fmt_percent(fraction: float | None) -> str:
     return "-" if fraction is None else f"{100 * max(0.0, min(1.0, fraction)):.0f}%"
-
-
-def clip(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters, ending in ``…`` when cut."""
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def first_line(text: str | None, width: int = 70) -> str:
-    if not text:
-        return ""
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return clip(line, width)
 
 
 def names_preview(names: Sequence[str], width: int = 24, shown: int = IDENTITIES_SHOWN) -> str:

@@ -138,6 +138,7 @@ class JobDetailSource:
                     waiting = self.waiting_file is not None and self.waiting_file.exists()
                     return job_detail(None, self.job_id, now, waiting_file=self.waiting_file if waiting else None)
                 idents = reader.job_identities(job.id)
+                history = reader.history(job.id)
                 events = self._events.get(reader, job.batch_id)
                 self._events.forget_except([job.batch_id] if job.batch_id else [])
                 parent = (
@@ -161,6 +162,7 @@ class JobDetailSource:
             events=list(events),
             parent=parent,
             queue_pos=queue_pos,
+            history=history,
             report_exists=bool(report and report.exists()),
             picture=str(picture) if picture is not None and picture.is_file() else None,
         )
