@@ -21,10 +21,12 @@ the audit were developed on seeds 0..2, which are never reported here.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from piu_engine.common.errors import CommandError
@@ -304,6 +306,11 @@ def main() -> None:
     ap.add_argument("--fpr", type=float, default=0.05)
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--json")
+    ap.add_argument(
+        "--resume",
+        metavar="PARTIAL",
+        help="the .partial file of a run cut short (same arguments): its seeds are not run again",
+    )
     args = ap.parse_args()
     cfg = load_config(args.config)
     extra = [m for m in args.methods.split(",") if m and m not in BASE_METHODS]
@@ -326,10 +333,17 @@ def main() -> None:
     sizes = [big if n == "big" else int(n) for n in args.sizes.split(",") if n] if args.sizes else []
     sizes = list(dict.fromkeys(sizes))
     rows: list[dict] = []
+    done: set[int] = set()
+    if args.resume:
+        partial = json.loads(Path(args.resume).read_text())
+        rows, done = partial["rows"], set(partial["seeds_done"])
+        log(f"resuming: seeds {sorted(done)} from {args.resume}")
     originals: list[float] = []
     lineage_seeds = seeds[: args.lineage_seeds] if args.lineage_seeds else seeds
     for seed in seeds:
         originals.append(wb.original(seed)[1])
+        if seed in done:
+            continue
         for n in sizes:
             rows += runner.scenario(n, seed, methods)
         if args.lineage and seed in lineage_seeds:
@@ -436,20 +450,23 @@ def main() -> None:
         f"recorded training + scoring) vs {orig_s:.1f} s -> {ratio:.1f}x -> {'met' if ratio <= 10 else 'NOT met'} "
         f"(training work, image-epochs: {work:.2f}x one original, by design K/2)"
     )
-    one = [r for r in scen_rows if r["scenario"] == "1 person"]
-    audit_s = statistics.median(r["audit_seconds"] for r in one if r.get("audit"))
-    retrain_s = statistics.median(r["seconds"] for r in one if r["method"] == "retrain" and r.get("audit"))
-    share = audit_s / retrain_s
-    checks["audit_cost"] = {
-        "audit_seconds_median": audit_s,
-        "retrain_seconds_median": retrain_s,
-        "share": share,
-        "target": 0.05,
-    }
-    print(
-        f"target one audit (1 person, pool built) <= 5% of retrain: median {audit_s:.2f} s vs {retrain_s:.1f} s "
-        f"-> {100 * share:.1f}% -> {'met' if share <= 0.05 else 'NOT met'}"
-    )
+    one = [r for r in rows if r["scenario"] in ("1 person", "lineage") and r.get("audit")]  # one-person requests
+    if any(r["method"] == "retrain" for r in one):
+        audit_s = statistics.median(r["audit_seconds"] for r in one)
+        retrain_s = statistics.median(r["seconds"] for r in one if r["method"] == "retrain")
+        share = audit_s / retrain_s
+        checks["audit_cost"] = {
+            "audit_seconds_median": audit_s,
+            "retrain_seconds_median": retrain_s,
+            "share": share,
+            "target": 0.05,
+        }
+        print(
+            f"target one audit (1 person, pool built) <= 5% of retrain: median {audit_s:.2f} s vs {retrain_s:.1f} s "
+            f"-> {100 * share:.1f}% -> {'met' if share <= 0.05 else 'NOT met'}"
+        )
+    else:
+        print("audit cost: no one-person request in this run (--sizes 1 or --lineage N measures it)")
     print(
         f"pool {pool.key}: K={pool.k}, seed {pool.seed}, created {pool.created}, "
         f"shrinkage lambda {next(r['audit'] for r in rows if r.get('audit'))['calibration']['shrinkage']:.2f}"

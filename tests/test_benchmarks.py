@@ -94,6 +94,15 @@ def test_audit_benchmark_on_tiny(tmp_path):
     assert steps == [1]
     assert "Paired difference to retrain" in proc.stdout and "NoMUS" in proc.stdout
     assert json.loads((tmp_path / "a.json.partial").read_text())["seeds_done"] == [100]
+    # a run cut short resumes from its .partial file: the seeds done there are not run again
+    again = tmp_path / "b.json"
+    proc = run_script(
+        "audit.py", *args, "--lineage", "1", "--n-boot", "50", "--json", str(again),
+        "--resume", str(tmp_path / "a.json.partial"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming: seeds [100]" in proc.stderr + proc.stdout
+    assert json.loads(again.read_text())["rows"] == data["rows"]
 
 
 def test_one_person_benchmark_on_tiny(tmp_path):
