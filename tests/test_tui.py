@@ -1432,6 +1432,8 @@ SCREEN_KEYS = {
     "help": ("question_mark",),
     "models": ("m",),
     "job_detail": ("enter",),  # the selected row: the running job
+    "person": ("i", "down", "enter"),  # person-0001, forgotten by req-1001
+    "confirm": ("c",),  # cancel the running job?
 }
 
 
