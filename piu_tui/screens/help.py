@@ -52,7 +52,10 @@ Method parameters are a JSON object, e.g. [b]{"epochs": 3}[/b]. After a submit t
     ),
     "JobDetailScreen": (
         "Job detail",
-        "  [b]c[/b] cancel (asks)  [b]r[/b] retry  [b]o[/b] report  [b]escape[/b] back",
+        "  [b]c[/b] cancel (asks)  [b]r[/b] retry  [b]o[/b] report  [b]escape[/b] back\n\n"
+        "The title says [b]SUBMITTED[/b] until the daemon has taken a request you just wrote, and "
+        "[b]CANCELLING[/b] or [b]RETRYING[/b] until it has done what you asked. [b]earlier[/b] lists "
+        "the job's previous runs and retries.",
     ),
     "ModelsScreen": (
         "Models: versions, lineage, what each forgot",
