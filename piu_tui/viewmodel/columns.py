@@ -42,6 +42,8 @@ COLUMNS: tuple[JobColumn, ...] = (
 )
 BY_KEY = {c.key: c for c in COLUMNS}
 
+Reductions = Sequence[tuple[str, str, int]]  # (op, column key, floor), least important first
+
 #: What goes first when the table is too wide, least important first: ("shrink", key, narrowest
 #: width) takes only what is needed, never below that width; ("drop", key) removes the column.
 REDUCTIONS: tuple[tuple[str, str, int], ...] = (
@@ -99,7 +101,7 @@ def natural_text(job: JobView, key: str) -> str:
     return str(getattr(job, key))
 
 
-def reduce_widths(widths: dict[str, int], width: int, reductions: Sequence[tuple[str, str, int]]) -> None:
+def reduce_widths(widths: dict[str, int], width: int, reductions: Reductions) -> None:
     """Apply ``reductions`` in order, in place, until the columns (with their gaps) fit ``width``."""
 
     def excess() -> int:

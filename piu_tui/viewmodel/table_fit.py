@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from piu_tui.viewmodel.columns import FittedColumn, reduce_widths
+from piu_tui.viewmodel.columns import FittedColumn, Reductions, reduce_widths
 from piu_tui.viewmodel.format import clip
 
 
@@ -26,7 +26,7 @@ class PlainColumn:
 def fit_plain(
     width: int,
     columns: Sequence[PlainColumn],
-    reductions: Sequence[tuple[str, str, int]],
+    reductions: Reductions,
     rows: Sequence[Mapping[str, str]],
 ) -> tuple[FittedColumn, ...]:
     """The columns to show in ``width`` cells, each as wide as its longest cell, cut or dropped to fit."""

@@ -85,15 +85,4 @@ class JobsTable(RowTable):
                     if new != was:
                         self.update_cell(job.id, col.key, new)
             return
-        selected = self.selected_job_id
-        if layout != self.layout_columns:
-            self.clear(columns=True)
-            for col in layout:
-                self.add_column(cell(col.label, right=col.right), key=col.key, width=col.width + 1)
-            self.layout_columns = layout
-        else:
-            self.clear()
-        for job in jobs:
-            self.add_row(*(render_cell(job, col) for col in layout), key=job.id)
-        if selected in keys:
-            self.move_cursor(row=keys.index(selected), animate=False)
+        self.refill(layout, ((job.id, [render_cell(job, col) for col in layout]) for job in jobs))

@@ -7,18 +7,17 @@ resize, so it never needs a sideways scrollbar.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from piu_tui.viewmodel.columns import FittedColumn
+from piu_tui.viewmodel.columns import FittedColumn, Reductions
 from piu_tui.viewmodel.format import clip
 from piu_tui.viewmodel.table_fit import PlainColumn, fit_plain
 
 Row = tuple[str, Mapping[str, str]]  # (row key, text per column key)
-Reductions = Sequence[tuple[str, str, int]]
 
 
 def cell(text: str | Text, style: str = "", right: bool = False) -> Text:
@@ -73,6 +72,15 @@ class RowTable(DataTable):
         styles = styles or {}
         self._plain = (columns, reductions, rows, styles)
         layout = fit_plain(self.available_width, columns, reductions, [r for _, r in rows])
+
+        def cells(key: str, row: Mapping[str, str]) -> list[Text]:
+            style = styles.get(key, {})
+            return [cell(clip(row.get(c.key, ""), c.width), style.get(c.key, ""), c.right) for c in layout]
+
+        self.refill(layout, ((key, cells(key, row)) for key, row in rows))
+
+    def refill(self, layout: tuple[FittedColumn, ...], rows: Iterable[tuple[str, Sequence[Text]]]) -> None:
+        """Replace every row (and the columns, when ``layout`` changed); the cursor stays on its row."""
         selected = self.selected_key
         if layout != self.layout_columns:
             self.clear(columns=True)
@@ -81,12 +89,10 @@ class RowTable(DataTable):
             self.layout_columns = layout
         else:
             self.clear()
-        for key, row in rows:
-            style = styles.get(key, {})
-            self.add_row(
-                *(cell(clip(row.get(c.key, ""), c.width), style.get(c.key, ""), c.right) for c in layout), key=key
-            )
-        keys = [k for k, _ in rows]
+        keys = []
+        for key, cells in rows:
+            self.add_row(*cells, key=key)
+            keys.append(key)
         if selected in keys:
             self.move_cursor(row=keys.index(selected), animate=False)
 
