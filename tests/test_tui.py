@@ -1055,8 +1055,10 @@ async def test_cancel_and_retry_show_in_the_row_until_the_daemon_confirms(state)
 def test_job_detail_keeps_the_earlier_attempts_after_a_retry(state):
     from piu_tui.viewmodel.sources import JobDetailSource
 
+    source = JobDetailSource(state.ws.db_path, "req-1002", lambda: T0)
+    assert not any(line.startswith("earlier") for line in source.load().info)  # its only run is the current one
     state.store.requeue_for_retry(state.store.job("req-1002"))  # what `piu retry` does
-    view = JobDetailSource(state.ws.db_path, "req-1002", lambda: T0).load()
+    view = source.load()  # the same screen's source: it sees the retry
     assert view.job.state == "queued"
     info = "\n".join(view.info)
     assert "earlier (2):" in info

@@ -19,7 +19,7 @@ from piu_engine.core.audit.manifest import list_pools
 from piu_engine.service.client import order_jobs  # the one job order, shared with `piu status`
 from piu_engine.service.jobstate import ACTIVE_STATES, JobState
 from piu_engine.service.report import PICTURE
-from piu_engine.service.state import EventRow, IdentityRow, JobRow, StateMissing, StateReader
+from piu_engine.service.state import AttemptRow, EventRow, IdentityRow, JobRow, StateMissing, StateReader
 
 from piu_tui.actions import read_report
 from piu_tui.viewmodel.build import (
@@ -123,6 +123,15 @@ class JobDetailSource:
         self.clock = clock
         self.waiting_file = Path(waiting_file) if waiting_file else None  # written, not yet taken by the daemon
         self._events = EventCache(keep=20000)
+        # The history changes only when a run starts or ends or the job is retried, which the job's
+        # (batch, state, attempts) show: read it again then, not on every poll (it scans every run).
+        self._history: tuple[tuple[object, ...], list[AttemptRow]] | None = None
+
+    def _history_of(self, reader: StateReader, job: JobRow) -> list[AttemptRow]:
+        key = (job.batch_id, str(job.state), job.attempts)
+        if self._history is None or self._history[0] != key:
+            self._history = (key, reader.history(job.id))
+        return self._history[1]
 
     def load(self) -> JobDetailView | None:
         """The job's detail; None when the state cannot be read (keep what is shown)."""
@@ -138,7 +147,7 @@ class JobDetailSource:
                     waiting = self.waiting_file is not None and self.waiting_file.exists()
                     return job_detail(None, self.job_id, now, waiting_file=self.waiting_file if waiting else None)
                 idents = reader.job_identities(job.id)
-                history = reader.history(job.id)
+                history = self._history_of(reader, job)
                 events = self._events.get(reader, job.batch_id)
                 self._events.forget_except([job.batch_id] if job.batch_id else [])
                 parent = (
