@@ -339,6 +339,7 @@ def test_kill_9_mid_job_then_restart_runs_it_exactly_once(ws, daemons):
         assert r.current_version("synthetic").version == 1
     assert sorted(p.name for p in (ws / ".piu/models/synthetic").iterdir()) == ["0", "1"]
     assert not list((ws / ".piu/models/.staging").iterdir())
+    wait_for((ws / "jobs/done/slow/report.json").exists, what="the report, written right after the commit", daemon=d2)
     assert [p.name for p in (ws / "jobs/done").iterdir()] == ["slow"]
     assert json.loads((ws / "jobs/done/slow/report.json").read_text())["attempts"] == 2
     d2.signal(signal.SIGTERM)
@@ -366,7 +367,7 @@ def test_sigterm_mid_job_exits_cleanly_and_resumes_and_cancel_retry(ws, daemons)
     r = piu(ws, "cancel", "other")  # through the running daemon's control channel
     assert r.returncode == 0 and "other" in r.stdout, r.stderr
     wait_for(lambda: job_state(ws, "other") == "cancelled", what="the cancel", daemon=d2)
-    assert (ws / "jobs/cancelled/other/report.txt").exists()
+    wait_for((ws / "jobs/cancelled/other/report.txt").exists, what="the cancelled job's report", daemon=d2)
     wait_for(lambda: done_or_failed(ws, "long"), what="the resumed job", daemon=d2)
     assert job_state(ws, "long") == "done" and job(ws, "long").attempts == 1
     d2.signal(signal.SIGTERM)

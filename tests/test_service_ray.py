@@ -168,7 +168,9 @@ def test_a_job_runs_on_the_ray_cluster_like_a_local_one(ws, daemons, ray_cluster
     j = job(ws, "ray-1")
     assert j.state == "done", j.error
     assert (j.parent_version, j.version, j.attempts) == (0, 1, 1)
-    report = json.loads((ws / "jobs/done/ray-1/report.json").read_text())
+    done_report = ws / "jobs/done/ray-1/report.json"  # written right after the commit that says done
+    wait_for(done_report.exists, what="ray-1's report", daemon=d)
+    report = json.loads(done_report.read_text())
     assert "ray-1" in json.dumps(report)
     with reader(ws) as r:
         assert r.current_version("synthetic").version == 1
