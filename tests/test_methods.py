@@ -341,7 +341,10 @@ def test_reinitialise_smallest_replaces_exactly_the_fraction_with_the_smallest_s
     for name, w in weights.items():
         mask, score = masks[name], scores[name]
         assert int(mask.sum()) == round(0.3 * w.numel()), name
-        assert torch.equal(_changed(old[f"{name}.weight"], w), mask), name
+        changed = _changed(old[f"{name}.weight"], w)
+        assert not (changed & ~mask).any(), name  # nothing outside the mask moves
+        # A fresh float32 draw can equal the old value bit for bit (a few in a million weights).
+        assert int((mask & ~changed).sum()) <= max(2, int(1e-4 * mask.sum())), name
         assert score[mask].max() <= score[~mask].min(), name
     conv = {f"{name}.weight" for name in weights}
     for name, q in model.named_parameters():
@@ -360,7 +363,8 @@ def test_reinit_small_grad_with_the_rest_frozen_changes_only_the_reinitialised_f
     run = wb.run_method("reinit-small-grad", original, splits, seed=0, overrides=overrides)
     new = conv_weights(run.model)
     for name, w in conv_weights(original).items():
-        assert int(_changed(w, new[name]).sum()) == round(0.3 * w.numel()), name
+        wanted, changed = round(0.3 * w.numel()), int(_changed(w, new[name]).sum())
+        assert wanted - max(2, int(1e-4 * wanted)) <= changed <= wanted, name  # a fresh draw may equal the old value
     assert not torch.equal(run.model.fc.weight, original.fc.weight)  # the head trains at the full rate
 
 
@@ -453,3 +457,57 @@ def test_neggrad_epochs_pass_over_the_set_their_sources_count(tiny_bench, name, 
     assert len(splits.retain) != len(splits.forget)
     assert {e.steps for e in events if e.phase == name} == {n_batches(size, 64)}
     assert validate_overrides("neggrad-plus", {}).lr == 0.01
+
+
+def test_piu_fr_retain_anchor_holds_everyone_else_where_the_original_had_them(tiny_bench):
+    """Paired on the same seeds: with the anchor, the retained people's outputs
+    end closer to the original's than without it (on the tiny set about 0.6x)."""
+    from piu_engine.core.losses import distill_kl
+
+    wb, splits, original = tiny_bench
+    x, _ = wb.data.batch(torch.as_tensor(splits.retain))
+    with torch.no_grad():
+        reference = original.eval()(x)
+
+    def drift(anchor: float) -> float:
+        total = 0.0
+        for seed in (0, 1):
+            overrides = {"epochs": 4, "early_stop": False, "retain_anchor": anchor}
+            model = wb.run_method("piu-fr", original, splits, seed, overrides).model.eval()
+            with torch.no_grad():
+                total += float(distill_kl(model(x), reference, 1.0, wb.data.task))
+        return total
+
+    free, held = drift(0.0), drift(0.5)
+    assert held < 0.85 * free, (held, free)
+
+
+def test_person_gate_pushes_only_people_still_above_never_seen_people():
+    """+1 above the band of never-seen people's means, 0 inside, -1 below
+    (pulled back); with too few never-seen people there is no band."""
+    from piu_engine.core.methods.piu_fr import PersonGate
+
+    forget_people = torch.tensor([0, 0, 1, 1, 2, 2])
+    reference_people = torch.arange(10).repeat_interleave(2)
+    reference_phi = torch.arange(10, dtype=torch.float32).repeat_interleave(2)  # person means 0..9
+    gate = PersonGate(forget_people, reference_people, q=0.1)
+    assert gate.active and torch.equal(gate.weights(slice(None)), torch.ones(6))  # before any measurement
+    gate.update(torch.tensor([20.0, 18.0, 4.0, 5.0, -3.0, -1.0]), reference_phi)
+    assert gate.weights(slice(None)).tolist() == [1, 1, 0, 0, -1, -1]
+    assert gate.summary() == {"people_above_band": 1, "people_in_band": 1, "people_below_band": 1}
+    assert not PersonGate(forget_people, torch.arange(4), q=0.1).active
+
+
+def test_piu_fr_person_gate_reports_where_each_person_ended(tiny_bench):
+    from dataclasses import replace
+
+    wb, splits, original = tiny_bench
+    saved, events = wb.control, []
+    wb.control = replace(saved, on_event=events.append)
+    try:
+        wb.run_method("piu-fr", original, splits, 0, {"epochs": 2, "early_stop": False, "person_gate": True})
+    finally:
+        wb.control = saved
+    done = [e for e in events if e.phase == "piu-fr:stage1"][-1]
+    people = len(set(wb.ds.identities[splits.forget].tolist()))
+    assert sum(done.metrics[k] for k in ("people_above_band", "people_in_band", "people_below_band")) == people

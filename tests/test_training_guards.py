@@ -328,7 +328,13 @@ def test_a_method_whose_loss_turns_nan_stops_at_that_step_naming_method_phase_an
     wb, splits, original = tiny_bench
     monkeypatch.setattr(piu_fr, "distill_kl", _nan_after(2, piu_fr.distill_kl))
     with pytest.raises(DivergedError) as info:
-        wb.run_method("piu-fr", original, splits, 0, {"epochs": 3, "early_stop": False, "unseen_anchor": 0.0})
+        wb.run_method(
+            "piu-fr",
+            original,
+            splits,
+            0,
+            {"epochs": 3, "early_stop": False, "unseen_anchor": 0.0, "retain_anchor": 0.0},
+        )
     err = info.value
     assert (err.method, err.phase, err.epoch, err.step) == ("piu-fr", "piu-fr:stage1", 3, 1) and math.isnan(err.loss)
     assert "piu-fr diverged in phase piu-fr:stage1, epoch 3, step 1: non-finite loss (loss nan)" in str(err)

@@ -42,3 +42,15 @@ def predictions_correct(logits: torch.Tensor, y: torch.Tensor, task: Task) -> to
     if task is Task.MULTILABEL:
         return ((logits.float() > 0).float() == y.float()).float().mean(1)
     return (logits.argmax(1) == y).float()
+
+
+def logit_confidence(logits: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
+    """Per sample, LiRA's membership statistic: the logit-scaled confidence on the
+    true label, log p_y - log(1 - p_y), computed stably (logit_y minus logsumexp
+    of the other logits); for attributes the signed logit averaged over them."""
+    z = logits.float()
+    if task is Task.MULTILABEL:
+        return (z * (2 * y.float() - 1)).mean(1)
+    true = z.gather(1, y.view(-1, 1)).squeeze(1)
+    others = z.scatter(1, y.view(-1, 1), float("-inf"))
+    return true - torch.logsumexp(others, 1)

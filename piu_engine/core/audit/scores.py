@@ -13,19 +13,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from piu_engine.core.data.types import Task
+from piu_engine.core.losses import logit_confidence
 from piu_engine.core.tensors import TensorData, index_batches, to_index
 
 PHI_CLIP = 30.0  # |phi| = 30 is p = 1 - 1e-13: beyond it float noise, not memory
-
-
-def _phi(logits: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
-    z = logits.float()
-    if task is Task.MULTILABEL:
-        return (z * (2 * y.float() - 1)).mean(1)
-    true = z.gather(1, y.view(-1, 1)).squeeze(1)
-    others = z.scatter(1, y.view(-1, 1), float("-inf"))
-    return true - torch.logsumexp(others, 1)
 
 
 @torch.no_grad()
@@ -37,7 +28,7 @@ def sample_phi(model: nn.Module, data: TensorData, indices: np.ndarray, batch_si
     try:
         for b in index_batches(to_index(indices, data.device), batch_size, shuffle=False):
             x, y = data.batch(b)
-            out.append(_phi(model(x), y, data.task).cpu())
+            out.append(logit_confidence(model(x), y, data.task).cpu())
     finally:
         model.train(was_training)
     if not out:

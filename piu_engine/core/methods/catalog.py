@@ -108,6 +108,9 @@ class PiuFrParams:
     bounded_ascent: bool = True  # push CE(forget) up to the original's CE on never-seen people, no further
     scale_lr_to_request: bool = True  # lr x min(1, forget images / batch_size): a few photos get a small step
     unseen_anchor: float = 1.0  # weight of KL(original(unseen) || model(unseen)) on the paired images
+    retain_anchor: float = 1.25  # KL(original(retain) || model(retain)) on a random retain batch per step, / lr scale
+    person_gate: bool = False  # the ascent per person: only for people still above never-seen people (PersonGate)
+    person_gate_quantile: float = 0.1  # the band: the q and 1 - q quantiles of never-seen people's mean confidence
     train_layers: str = "layer4"  # all | layer3 (layer3, layer4, fc) | layer4 (layer4, fc)
     augment: bool = False  # train augmentation on the forget images (the published recipe uses it)
     freeze_bn: bool = True  # keep the original BatchNorm statistics during stage 1
@@ -124,6 +127,8 @@ class PiuFrParams:
     BOUNDS: ClassVar[dict[str, Bound]] = {
         "forget_ascent": LOSS_WEIGHT,
         "unseen_anchor": LOSS_WEIGHT,
+        "retain_anchor": LOSS_WEIGHT,
+        "person_gate_quantile": between(0, 0.5),
         "stage2_epochs": between(0, MAX_EPOCHS),
         "stage2_lr": COMMON_BOUNDS["lr"],
         "stage2_momentum": COMMON_BOUNDS["momentum"],
@@ -156,6 +161,7 @@ class PaperPiuFrParams(PiuFrParams):
     alternate: bool = True
     forget_ascent: float = 0.0
     unseen_anchor: float = 0.0
+    retain_anchor: float = 0.0
     train_layers: str = "all"
     augment: bool = True
     freeze_bn: bool = False

@@ -38,10 +38,11 @@ from __future__ import annotations
 import math
 from collections import deque
 
+import numpy as np
 import torch
 
 from piu_engine.core.data.splits import label_matched_partners
-from piu_engine.core.losses import distill_kl, predictions_correct, task_loss
+from piu_engine.core.losses import distill_kl, logit_confidence, predictions_correct, task_loss
 from piu_engine.core.methods.base import UnlearnContext, trainable_only
 from piu_engine.core.methods.catalog import TRAIN_LAYERS, PiuFrParams
 from piu_engine.core.metrics import threshold_mia
@@ -96,9 +97,12 @@ def train_mode(model, freeze_bn: bool) -> None:
                 m.eval()
 
 
-def _step_inputs(ctx: UnlearnContext, p: PiuFrParams, forget: torch.Tensor, unseen: torch.Tensor, gen):
-    """(network, forget inputs, unseen inputs) for each step's batch slice, and
-    the original's logits on the unseen images (they never change).
+def _step_inputs(ctx: UnlearnContext, p: PiuFrParams, sets: dict[str, torch.Tensor], gen):
+    """(network, inputs, original's logits) for the named index ``sets``:
+    ``inputs[name](at)`` gives the network's input for the images ``sets[name][at]``
+    (``at`` a slice or an index tensor) and ``logits[name]`` the frozen
+    original's logits on all of them (they never change). Only the forget
+    images go through the training augmentation, when ``p.augment``.
 
     Without augmentation and with frozen BatchNorm, the frozen blocks map each
     image to the same features at every step: they run once here, and each
@@ -107,36 +111,50 @@ def _step_inputs(ctx: UnlearnContext, p: PiuFrParams, forget: torch.Tensor, unse
     same features.
     """
     data, teacher = ctx.data, ctx.original
+    empty = torch.zeros(0, ctx.dataset.num_outputs, device=ctx.device)
 
-    def teacher_logits():
-        return torch.cat([teacher(data.batch(b)[0]).float() for b in index_batches(unseen, 256, shuffle=False)])
+    def teacher_logits(idx: torch.Tensor) -> torch.Tensor:
+        if not len(idx):
+            return empty
+        return torch.cat([teacher(data.batch(b)[0]).float() for b in index_batches(idx, 256, shuffle=False)])
 
     if p.train_layers == "all" or p.augment or not p.freeze_bn:
         with torch.no_grad():
-            logits = teacher_logits()
-        return (
-            ctx.model,
-            lambda sl: data.batch(forget[sl], augment=p.augment, gen=gen)[0],
-            lambda sl: data.batch(unseen[sl])[0],
-            logits,
-        )
+            logits = {name: teacher_logits(idx) for name, idx in sets.items()}
+
+        def raw(name: str, idx: torch.Tensor):
+            if name == "forget":
+                return lambda at: data.batch(idx[at], augment=p.augment, gen=gen)[0]
+            return lambda at: data.batch(idx[at])[0]
+
+        return ctx.model, {name: raw(name, idx) for name, idx in sets.items()}, logits
     trunk, head = split_resnet(ctx.model, p.train_layers)
     trained = TRAIN_LAYERS[p.train_layers]
     ctx.model.eval()
     with torch.no_grad():
-        features = [
-            torch.cat([trunk(data.batch(b)[0]) for b in index_batches(idx, 256, shuffle=False)])
-            for idx in (forget, unseen)
-        ]
+        features = {
+            name: torch.cat([trunk(data.batch(b)[0]) for b in index_batches(idx, 256, shuffle=False)])
+            for name, idx in sets.items()
+            if len(idx)
+        }
         same_frozen = all(
             torch.equal(a, b) for a, b in zip(_frozen_tensors(ctx.model, trained), _frozen_tensors(teacher, trained))
         )
         if same_frozen:
             teacher_head = split_resnet(teacher, p.train_layers)[1]
-            logits = torch.cat([teacher_head(f).float() for f in features[1].split(256)])
+            logits = {
+                name: torch.cat([teacher_head(f).float() for f in features[name].split(256)])
+                if name in features
+                else empty
+                for name in sets
+            }
         else:
-            logits = teacher_logits()
-    return head, lambda sl: features[0][sl], lambda sl: features[1][sl], logits
+            logits = {name: teacher_logits(idx) for name, idx in sets.items()}
+
+    def cached(name: str):
+        return lambda at: features[name][at]
+
+    return head, {name: cached(name) for name in sets}, logits
 
 
 def _frozen_tensors(model: torch.nn.Module, trained: tuple[str, ...]) -> list[torch.Tensor]:
@@ -169,22 +187,97 @@ class LrSchedule:
         return self.fired_at is not None and taken - self.fired_at >= self.length
 
 
+class PersonGate:
+    """The ascent person by person, judged on the unlearning part of unseen.
+
+    The audit asks of each forgotten person whether their mean logit-confidence
+    looks like a never-seen person's. The gate asks the same of the model being
+    unlearned, against the people of the unlearning part of unseen (never the
+    evaluation part): a forgotten person's mean over their photos above the
+    ``1 - q`` quantile of those people's means keeps the ascent; inside the
+    band they get no more of it (the distillation alone holds them); below the
+    ``q`` quantile (pushed conspicuously far) the sign turns and CE pulls them
+    back. Measured ``checks`` times per epoch on the cached inputs, no grad.
+    """
+
+    MIN_REFERENCE_PEOPLE = 5  # fewer never-seen people give no band: everyone gets the ascent
+
+    def __init__(self, forget_people: torch.Tensor, reference_people: torch.Tensor, q: float):
+        self.forget_people, self.reference_people, self.q = forget_people, reference_people, q
+        self.n_forget = int(forget_people.max()) + 1 if len(forget_people) else 0
+        self.n_reference = int(reference_people.max()) + 1 if len(reference_people) else 0
+        self.person_weight = torch.ones(self.n_forget, device=forget_people.device)
+        self.counts: dict[str, int] = {}
+
+    @staticmethod
+    def _means(values: torch.Tensor, people: torch.Tensor, n: int) -> torch.Tensor:
+        total = torch.zeros(n, device=values.device).index_add_(0, people, values)
+        count = torch.zeros(n, device=values.device).index_add_(0, people, torch.ones_like(values))
+        return total / count.clamp_min(1)
+
+    @property
+    def active(self) -> bool:
+        return self.n_reference >= self.MIN_REFERENCE_PEOPLE and self.n_forget > 0
+
+    def update(self, forget_phi: torch.Tensor, reference_phi: torch.Tensor) -> None:
+        mine = self._means(forget_phi.float(), self.forget_people, self.n_forget)
+        theirs = self._means(reference_phi.float(), self.reference_people, self.n_reference)
+        lo, hi = torch.quantile(theirs, torch.tensor([self.q, 1 - self.q], device=theirs.device))
+        self.person_weight = (mine > hi).float() - (mine < lo).float()
+
+    def weights(self, at) -> torch.Tensor:
+        """Per forget image in ``at``: +1 push out, 0 hold, -1 pull back."""
+        return self.person_weight[self.forget_people[at]]
+
+    def summary(self) -> dict:
+        w = self.person_weight
+        return {
+            "people_above_band": int((w > 0).sum()),
+            "people_in_band": int((w == 0).sum()),
+            "people_below_band": int((w < 0).sum()),
+        }
+
+
+def _person_codes(identities, indices) -> torch.Tensor:
+    """Small integer per distinct person of ``indices`` (dataset indices), per image."""
+    _, codes = np.unique(identities[indices], return_inverse=True)
+    return torch.as_tensor(codes.reshape(-1), dtype=torch.long)
+
+
 def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
     """Run stage 1; return the number of optimiser steps taken."""
     model, data = ctx.model, ctx.data
     partners = label_matched_partners(ctx.dataset, ctx.splits.forget, ctx.splits.unseen_unlearn, ctx.seed)
-    forget, unseen = ctx.indices(ctx.splits.forget), ctx.indices(partners)
+    gated = p.person_gate and p.forget_ascent > 0
+    sets = {
+        "forget": ctx.indices(ctx.splits.forget),
+        "unseen": ctx.indices(partners),
+        "retain": ctx.indices(ctx.splits.retain if p.retain_anchor else ctx.splits.retain[:0]),
+        "reference": ctx.indices(ctx.splits.unseen_unlearn if gated else ctx.splits.unseen_unlearn[:0]),
+    }
     gen = ctx.generator(51)
-    net, forget_x, unseen_x, teacher_logits = _step_inputs(ctx, p, forget, unseen, gen)
-    slices = batch_slices(len(forget), p.batch_size)
+    net, inputs, logits = _step_inputs(ctx, p, sets, gen)
+    forget_x, unseen_x, retain_x = inputs["forget"], inputs["unseen"], inputs["retain"]
+    teacher_logits, retain_logits = logits["unseen"], logits["retain"]
+    n_forget, n_retain = len(sets["forget"]), len(sets["retain"])
+    retain_gen = ctx.generator(52)
+    slices = batch_slices(n_forget, p.batch_size)
     steps = len(slices)
-    forget_y, unseen_y = data.labels.index_select(0, forget), data.labels.index_select(0, unseen)
+    forget_y, unseen_y = (data.labels.index_select(0, sets[k]) for k in ("forget", "unseen"))
+    reference_y = data.labels.index_select(0, sets["reference"])
     # The ascent pushes a forget image's loss up to what the original gives never-seen
     # people of the same labels, and no further: unbounded, one small batch diverges.
     ceiling = task_loss(teacher_logits, unseen_y, data.task, reduction="none").float().mean()
     stopper = None
     if p.early_stop:
         stopper = EarlyStop(p, predictions_correct(teacher_logits, unseen_y, data.task), steps, ctx.seed)
+    gate = None
+    if gated:
+        gate = PersonGate(
+            _person_codes(ctx.dataset.identities, ctx.splits.forget).to(ctx.device),
+            _person_codes(ctx.dataset.identities, ctx.splits.unseen_unlearn).to(ctx.device),
+            p.person_gate_quantile,
+        )
     ph = ctx.phase("piu-fr:stage1", p.epochs, steps)
     schedule = LrSchedule(p.epochs * steps, p.cosine)
     settle = round(p.early_stop_settle * steps)
@@ -193,7 +286,10 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
 
     # A request smaller than one batch gets the push per image a full batch gets, not a
     # full-batch step on a few photos (which wrecks everyone else's accuracy).
-    lr = p.lr * min(1.0, len(forget) / p.batch_size) if p.scale_lr_to_request else p.lr
+    scale = min(1.0, n_forget / p.batch_size) if p.scale_lr_to_request else 1.0
+    lr = p.lr * scale
+    # ... while the anchor on everyone else holds as firmly per step whatever the request's size.
+    retain_weight = p.retain_anchor / scale
 
     def set_lr(taken: int) -> None:
         for group in opt.param_groups:
@@ -209,6 +305,9 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
             loss = sign * distill_kl(out, teacher_logits[sl], p.temperature, data.task)
             if p.forget_ascent:
                 pushed = torch.minimum(forget_ce, ceiling) if p.bounded_ascent else forget_ce
+                if gate is not None:  # held people get none, people pushed too far are pulled back
+                    w = gate.weights(sl)
+                    pushed = torch.where(w > 0, pushed, forget_ce) * w
                 loss = loss - p.forget_ascent * pushed.mean()
             if p.unseen_anchor:
                 yu = unseen_y[sl]
@@ -220,21 +319,38 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
                         task_loss(out_u, yu, data.task, reduction="none"),
                         predictions_correct(out_u, yu, data.task),
                     )
+            if p.retain_anchor and n_retain:
+                at = torch.randint(n_retain, (p.batch_size,), generator=retain_gen, device=retain_logits.device)
+                held = distill_kl(net(retain_x(at)), retain_logits[at], p.temperature, data.task)
+                loss = loss + retain_weight * held
         return loss
+
+    @torch.no_grad()
+    def measure_gate() -> None:
+        everyone = slice(None)
+        gate.update(  # type: ignore[union-attr]
+            logit_confidence(net(forget_x(everyone)).float(), forget_y, data.task),
+            logit_confidence(net(inputs["reference"](everyone)).float(), reference_y, data.task),
+        )
 
     def check_rule(taken: int) -> dict | None:
         """The phase's 'done' metrics once the settle after the rule fired is over, else None."""
         nonlocal reached
+        if gate is not None and gate.active and taken % check_every == 0:
+            measure_gate()
         if stopper is not None and reached is None and taken % check_every == 0:
             reached = stopper.reached()
             if reached is not None:
                 reached["rule_fired_at_step"] = taken
                 schedule.settle(taken, settle)
-        if schedule.finished(taken):
-            if taken < schedule.total:
-                reached["early_stopped_at_step"] = taken
-            return reached
-        return None
+        if not (schedule.finished(taken) or taken >= schedule.total):
+            return None
+        metrics = dict(reached or {})
+        if reached is not None and taken < schedule.total:
+            metrics["early_stopped_at_step"] = taken
+        if gate is not None:
+            metrics.update(gate.summary())
+        return metrics
 
     with trainable_only(model, TRAIN_LAYERS[p.train_layers]) as params:
         opt = sgd(params, lr, p.momentum)
