@@ -4,6 +4,7 @@ original untouched; evaluation never changes a model."""
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 from piu_engine.common.errors import ConfigError
@@ -480,6 +481,29 @@ def test_piu_fr_retain_anchor_holds_everyone_else_where_the_original_had_them(ti
 
     free, held = drift(0.0), drift(0.5)
     assert held < 0.85 * free, (held, free)
+
+
+def test_piu_fr_anchor_runs_only_the_retain_images_it_draws(tiny_bench):
+    """The anchor's batches are drawn for the whole budget up front: every draw is a
+    retain image, each step gets a full batch, and a one-person request sends only
+    the images drawn (not all of retain) through the frozen blocks."""
+    from dataclasses import replace
+
+    from piu_engine.core.methods.base import UnlearnContext
+    from piu_engine.core.methods.piu_fr import _anchor_draws
+
+    wb, splits, original = tiny_bench
+    one = replace(splits, forget=splits.forget[:2], retain=np.concatenate([splits.retain, splits.forget[2:]]))
+    ctx = UnlearnContext(original, original, wb.data, wb.ds, one, wb.recipe, lambda: original, wb.control, seed=3)
+    p = validate_overrides("piu-fr", {"epochs": 2, "batch_size": 8})
+    used, positions = _anchor_draws(ctx, p, total_steps=2)
+    assert positions.shape == (2, 8)
+    assert set(used.tolist()) <= set(one.retain.tolist()) and len(used) < len(one.retain)
+    assert set(used[positions.flatten().numpy()].tolist()) == set(used.tolist())  # every image fetched is used
+    again, _ = _anchor_draws(ctx, p, total_steps=2)
+    assert np.array_equal(used, again)  # seeded: the same request draws the same batches
+    none, no_positions = _anchor_draws(ctx, validate_overrides("piu-fr", {"retain_anchor": 0}), total_steps=2)
+    assert len(none) == 0 and no_positions is None
 
 
 def test_person_gate_pushes_only_people_still_above_never_seen_people():
