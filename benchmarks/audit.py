@@ -1,6 +1,8 @@
 """Per-person audit of forgetting: offline LiRA against a reference pool.
 
-Builds (or reuses) a pool of K reference models, then for each report seed
+Builds (or reuses) a pool of K reference models, and a second one (the
+guide pool, another seed) that PIU-FR takes its per-person targets from, so
+that no audit is judged by the models that set the targets; then for each report seed
 forgets 1 person, 5 people and the preset's forget count (40 on default), and
 runs a lineage of one-person requests in a row; every method's model is
 measured (test acc, MIA, gap to retrain) and audited person by person.
@@ -12,7 +14,7 @@ with a 95% t-interval, the calibration checks and the cost checks (pool vs
 one original training: target <= 10x; one audit vs one retrain: <= 5%).
 
     python benchmarks/audit.py [--preset default] [--seeds 5] [--methods finetune,...] [--pool-size 16]
-                               [--lineage 10] [--lineage-seeds N] [--json out.json]
+                               [--guide-seed 1 (-1: unguided)] [--lineage 10] [--lineage-seeds N] [--json out.json]
 
 Report seeds are 100, 101, ... (``--seeds N`` takes the first N); methods and
 the audit were developed on seeds 0..2, which are never reported here.
@@ -107,8 +109,8 @@ def failed(scenario: str, method: str, seed: int, exc: Exception, **extra) -> di
 
 
 class Runner:
-    def __init__(self, wb: Workbench, pool, args):
-        self.wb, self.pool, self.args = wb, pool, args
+    def __init__(self, wb: Workbench, pool, guide, args):
+        self.wb, self.pool, self.guide, self.args = wb, pool, guide, args
 
     def audit(self, model, splits, seed: int, people: list[str] | None = None):
         return audit_request(
@@ -178,7 +180,7 @@ class Runner:
                 model, seconds = original, train_seconds
             else:
                 try:
-                    run = wb.run_method(method, original, splits, seed)
+                    run = wb.run_method(method, original, splits, seed, guide=self.guide)
                 except CommandError as exc:  # e.g. diverged: the request fails, nothing to audit
                     rows.append(failed(name, method, seed, exc, n_people=n))
                     continue
@@ -217,7 +219,7 @@ class Runner:
                     model, seconds = run.model, run.seconds
                 else:
                     try:
-                        run = wb.run_method(method, current[method], splits, seed + t)
+                        run = wb.run_method(method, current[method], splits, seed + t, guide=self.guide)
                     except CommandError as exc:  # the request fails; the lineage goes on from the parent
                         step_rows.append(failed("lineage", method, seed, exc, step=t + 1, person=person))
                         continue
@@ -293,6 +295,9 @@ def main() -> None:
     ap.add_argument("--methods", default="", help="methods besides original, retrain, piu-fr")
     ap.add_argument("--pool-size", type=int, default=16)
     ap.add_argument("--pool-seed", type=int, default=0)
+    ap.add_argument(
+        "--guide-seed", type=int, default=1, help="seed of the guide pool PIU-FR takes its targets from (-1: unguided)"
+    )
     ap.add_argument("--lineage", type=int, default=10, help="one-person requests in a row (0: skip)")
     ap.add_argument(
         "--lineage-seeds",
@@ -328,7 +333,19 @@ def main() -> None:
         ),
     )
     pool_wall = time.perf_counter() - start
-    runner = Runner(wb, pool, args)
+    guide = None
+    if args.guide_seed >= 0:  # PIU-FR's per-person targets: a second pool, never the one that audits
+        if args.guide_seed == args.pool_seed:
+            raise SystemExit("--guide-seed must differ from --pool-seed: the audit must not judge its own guide")
+        guide = build_pool(
+            wb,
+            args.pool_size,
+            args.guide_seed,
+            on_event=lambda ev: (
+                ev.message in ("trained", "cached") and log(f"guide model {ev.epoch}/{ev.epochs} {ev.message}")
+            ),
+        )
+    runner = Runner(wb, pool, guide, args)
     big = wb.dataset_cfg.forget_identities or wb.preset.forget_identities
     sizes = [big if n == "big" else int(n) for n in args.sizes.split(",") if n] if args.sizes else []
     sizes = list(dict.fromkeys(sizes))
@@ -488,6 +505,7 @@ def main() -> None:
             "methods": methods,
             "fpr": args.fpr,
             "pool": pool.summary(),
+            "guide_pool": guide.summary() if guide is not None else None,
             "rows": rows,
             "checks": checks,
             "summary": {f"{s} / {m}": v for (s, m), v in summary.items()},

@@ -5,6 +5,7 @@ never saw them; the calibration holds its false-positive rate."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,3 +226,85 @@ def test_light_audit_modules_load_without_the_ml_stack():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------ the guide: PIU-FR's per-person targets
+def test_never_seen_levels_put_each_person_at_their_own_out_models_plus_the_parents_offset():
+    """A person's level is their out-models' mean plus the offset (never-seen people's
+    mean z on the parent) times the spread: a hard person gets a lower level than an
+    easy one, and too few never-seen people give no levels at all."""
+    from piu_engine.core.audit import lira
+    from piu_engine.core.audit.guide import never_seen_levels
+    from piu_engine.core.audit.reference import ReferencePool
+
+    people = ["a-easy", "b-hard", *[f"c-never-{i}" for i in range(6)], "d-other", "e-other"]  # sorted
+    k = 4
+    members = np.zeros((k, len(people)), dtype=bool)
+    members[:2, [0, 1]] = members[2:, [8, 9]] = True  # easy, hard: in models 0-1; the others: in 2-3
+    scores = np.tile(np.array([3.0, -2.0, *range(6), 0.0, 1.0]), (k, 1))
+    scores += np.array([0.3, -0.2, 0.4, -0.5])[:, None]  # the models differ a little: a spread to estimate
+    pool = ReferencePool(Path("."), "key", k, 7, [1, 2, 3, 4], people, members, scores, "", "", [], [])
+    never = {f"c-never-{i}": i + 1.0 for i in range(6)}  # the parent scores never-seen people higher
+    found = never_seen_levels(pool, ["a-easy", "b-hard"], never)
+    assert found is not None and found.pool_seed == 7 and found.reference_people == 6
+    ref = lira.out_stats(pool, sorted(never))
+    offset = float(np.mean(lira.zscores(np.array([never[p] for p in sorted(never)]), ref)))
+    assert found.offset == pytest.approx(offset) and offset > 0
+    own = lira.out_stats(pool, ["a-easy", "b-hard"])
+    assert [found.levels["a-easy"], found.levels["b-hard"]] == pytest.approx(list(own.mean + own.std * offset))
+    assert found.levels["a-easy"] > found.levels["b-hard"]  # each at their own level, not one shared level
+    assert never_seen_levels(pool, ["a-easy"], dict(list(never.items())[:3])) is None
+    assert found.summary()["guide_people"] == 2
+
+
+def test_lower_confidence_moves_exactly_the_audited_statistic():
+    import torch
+    from piu_engine.core.data.types import Task
+    from piu_engine.core.losses import logit_confidence, lower_confidence
+
+    gen = torch.Generator().manual_seed(0)
+    z, by = torch.randn(6, 5, generator=gen), torch.tensor([1.0, -2.0, 0.5, 3.0, 0.0, 7.0])
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    moved = lower_confidence(z, y, Task.MULTICLASS, by)
+    assert torch.allclose(logit_confidence(z, y, Task.MULTICLASS) - logit_confidence(moved, y, Task.MULTICLASS), by)
+    others = torch.ones_like(z, dtype=torch.bool).scatter(1, y.view(-1, 1), False)
+    assert torch.equal(moved[others], z[others])  # every other logit is the original's
+    ya = (torch.rand(6, 5, generator=gen) > 0.5).long()
+    moved = lower_confidence(z, ya, Task.MULTILABEL, by)
+    assert torch.allclose(logit_confidence(z, ya, Task.MULTILABEL) - logit_confidence(moved, ya, Task.MULTILABEL), by)
+
+
+def test_guided_piu_fr_aims_each_person_at_their_level_and_says_so(tiny_bench, pool_build):
+    """With a guide pool the forget photos' targets put each person's mean confidence
+    exactly at their never-seen level; the run records the guide it used; the
+    published recipe and runs without a guide are not guided."""
+    import torch
+    from piu_engine.core.audit.scores import PHI_CLIP
+    from piu_engine.core.losses import logit_confidence
+    from piu_engine.core.methods.base import UnlearnContext
+    from piu_engine.core.methods.piu_fr import guided_targets
+
+    wb, splits, original = tiny_bench
+    guide = pool_build[1]
+    ctx = UnlearnContext(original, original, wb.data, wb.ds, splits, wb.recipe, lambda: original, wb.control, 0, guide)
+
+    def outputs(indices):
+        with torch.no_grad():
+            return original.eval()(wb.data.batch(torch.as_tensor(indices))[0]), wb.data.labels[indices]
+
+    (own, y), (ref, ry) = outputs(splits.forget), outputs(splits.unseen_unlearn)
+    levels, target = guided_targets(ctx, own, y, ref, ry)
+    phi = logit_confidence(target, y, wb.data.task).clamp(-PHI_CLIP, PHI_CLIP).numpy()
+    who = wb.ds.identities[splits.forget]
+    for person, level in levels.levels.items():
+        assert phi[who == person].mean() == pytest.approx(level, abs=1e-4)
+    assert set(levels.levels) == set(splits.forget_identities)
+
+    guided = wb.run_method("piu-fr", original, splits, 0, {"epochs": 2}, guide=guide)
+    assert guided.notes["guide"]["guide_pool_seed"] == guide.seed
+    assert guided.notes["guide"]["guide_people"] == len(splits.forget_identities)
+    plain = wb.run_method("piu-fr", original, splits, 0, {"epochs": 2})
+    assert plain.notes == {}
+    assert not torch.equal(guided.model.fc.weight, plain.model.fc.weight)
+    assert wb.run_method("piu-fr-paper", original, splits, 0, {"epochs": 1}, guide=guide).notes == {}
+    assert wb.run_method("piu-fr", original, splits, 0, {"epochs": 1, "guided": False}, guide=guide).notes == {}

@@ -58,6 +58,13 @@ def test_pool_builds_resumes_and_shows_in_model_list(ws):
 def test_a_request_is_audited_person_by_person_and_gated_on_it(ws):
     if not list((ws / ".piu").glob("**/pools/*/manifest.json")):
         assert piu(ws, "audit", "pool").returncode == 0
+    # the guide pool: PIU-FR's per-person targets come from it, never from the pool that audits
+    r = piu(ws, "audit", "pool", "--guide")
+    assert r.returncode == 0, r.stderr
+    assert "guide pool (PIU-FR's per-person targets)" in r.stderr and "pool seed 1" in r.stderr
+    listing = piu(ws, "model", "list").stdout
+    assert re.search(r"guide pool: synthetic \(preset tiny\), 4 models, pool seed 1, built", listing), listing
+    assert re.search(r"reference pool: synthetic \(preset tiny\), 4 models, pool seed 0, built", listing), listing
     manifest = ws / "one.json"
     manifest.write_text(
         json.dumps(
@@ -75,7 +82,9 @@ def test_a_request_is_audited_person_by_person_and_gated_on_it(ws):
     folder = next(p for p in (ws / "jobs").glob("*/one-person") if (p / "report.json").exists())
     report = json.loads((folder / "report.json").read_text())
     audit = report["audit"]
-    assert audit["pool"]["k"] == 4
+    assert audit["pool"]["k"] == 4 and audit["pool"]["seed"] == 0
+    guide = report["method_notes"]["guide"]
+    assert (guide["guide_pool_seed"], guide["guide_pool_models"], guide["guide_people"]) == (1, 4, 1)
     people = audit["model"]["people"]
     assert [p["identity"] for p in people] == ["person-0003"]
     assert people[0]["verdict"] in ("indistinguishable", "still recognisable", "conspicuously forgotten")
@@ -86,6 +95,7 @@ def test_a_request_is_audited_person_by_person_and_gated_on_it(ws):
     assert report["state"] == ("done" if check["passed"] and report["gate"]["passed"] else "failed")
     assert r.returncode == (0 if report["state"] == "done" else 1)
     text = (folder / "report.txt").read_text()
+    assert "Guided by    : guide pool seed 1 (4 reference models, never the audit's)" in text
     assert "Per-person audit against 4 reference models" in text
     assert "Could someone holding the model tell whether this person was in its training data" in text
     assert f"person-0003: {people[0]['verdict'].upper()}" in text
@@ -123,6 +133,8 @@ def test_report_has_each_verdict_the_pool_the_gate_and_the_picture(audited):
     assert report["audit"]["pool"]["k"] == 4 and report["audit"]["pool"]["model_seeds"] == [11, 12, 13, 14]
     text = (folder / "report.txt").read_text()
     assert "Per-person audit against 4 reference models (pool seed 0, model seeds 11, 12, 13, 14; built" in text
+    assert "Guided by    : guide pool seed 1 (4 reference models, never the audit's)" in text
+    assert report["method_notes"]["guide"]["guide_pool_seed"] == 1
     assert "person-0018: STILL RECOGNISABLE (z +3.40, p 0.0000, 6 photos); before: still recognisable (z +4.20)" in text
     assert "person-0020: INDISTINGUISHABLE (z NaN, p NaN, 6 photos)" in text  # stored as null, shown as NaN
     assert "Gate on these verdicts: FAILED: 1 of 2 forgotten people not indistinguishable" in text

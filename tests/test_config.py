@@ -26,6 +26,7 @@ def test_repository_config_is_valid():
         ({"methods": {"piu-fr": {"temprature": 2}}}, "methods.piu-fr.temprature"),
         ({"methods": {"magic": {}}}, "unknown method 'magic'"),
         ({"colour": {}}, "colour: unknown section"),
+        ({"audit": {"seed": 3, "guide_seed": 3}}, "audit.guide_seed: must differ from audit.seed"),
     ],
 )
 def test_bad_values_name_the_key(doc, message):

@@ -728,6 +728,8 @@ def add_audited_jobs(s: StateFixture) -> None:
         g = gate_mod.evaluate(GateConfig(), Metrics.from_dict(good), Metrics.from_dict(metrics), audit)
         assert g.decision == GATE_STATES[rid]
         outcome = {"parent": good, "model": metrics, "audit": audit, "sha256": "d" * 64}
+        if rid == "req-2002":  # PIU-FR ran guided: its targets came from the guide pool, not the audit's
+            outcome["method_notes"] = {"guide": {"guide_pool_seed": 1, "guide_pool_models": 4, "guide_people": 2}}
         result = {"outcome": outcome, "gate": g.to_dict(), "device": "cpu"}
         s.at(T0 - 870 + 60 * k)
         if not g.passed:
@@ -785,6 +787,7 @@ def test_job_detail_view_shows_each_verdict_the_pool_and_a_histogram(state):
     audit = view.audit
     assert audit.state == "audited" and audit.question == AUDIT_QUESTION
     assert "4 reference models (pool seed 0, model seeds 11, 12, 13, 14)" in audit.headline
+    assert audit.headline.endswith("; the method aimed at guide pool seed 1 (never this pool)")
     assert [(p.key, p.identity, p.verdict, p.z, p.p) for p in audit.people] == [
         ("1", "person-0018", "still recognisable", "+3.40", "0.000"),
         ("2", "person-0020", "indistinguishable", "NaN", "NaN"),  # a NaN z is shown, never dropped

@@ -1,6 +1,9 @@
 """``piu audit pool``: build the reference pool that the per-person audit tests
 each forgotten person against (K models, each trained on a seeded half of the
-training identities). Resumable: a killed build keeps every finished model."""
+training identities). Resumable: a killed build keeps every finished model.
+
+``--guide`` builds the guide pool instead (same size, ``[audit] guide_seed``):
+PIU-FR takes each forgotten person's target from it, and the audit never uses it."""
 
 from __future__ import annotations
 
@@ -32,22 +35,25 @@ def cmd_pool(args) -> int:
                 file=sys.stderr,
             )
 
-    print(f"reference pool for {dataset!r} (preset {preset}): {k} models, pool seed {cfg.audit.seed}", file=sys.stderr)
+    seed = cfg.audit.guide_seed if args.guide else cfg.audit.seed
+    role = "guide pool (PIU-FR's per-person targets)" if args.guide else "reference pool"
+    print(f"{role} for {dataset!r} (preset {preset}): {k} models, pool seed {seed}", file=sys.stderr)
     from piu_engine.service.executors.settings import executor_config
 
     excfg = executor_config(cfg)
     if excfg.kind == "ray" and not args.local:
-        _train_on_ray(cfg, excfg, dataset, preset, k)
+        _train_on_ray(cfg, excfg, dataset, preset, k, seed)
     wb = Workbench(cfg, dataset, preset, on_event)
-    pool = build_pool(wb, k, cfg.audit.seed, on_event)  # after Ray: every model is cached; writes the manifest
+    pool = build_pool(wb, k, seed, on_event)  # after Ray: every model is cached; writes the manifest
+    after = "PIU-FR takes its per-person targets from it" if args.guide else "every later request is audited"
     print(
         f"pool ready: {pool.k} models, seeds {pool.model_seeds}, at {pool.path} "
-        f"({time.monotonic() - started:.0f} s this run; every later request is audited)"
+        f"({time.monotonic() - started:.0f} s this run; {after})"
     )
     return 0
 
 
-def _train_on_ray(cfg, excfg, dataset: str, preset: str, k: int) -> None:
+def _train_on_ray(cfg, excfg, dataset: str, preset: str, k: int, seed: int) -> None:
     """The K trainings as parallel tasks on the configured Ray cluster."""
     from dataclasses import replace
     from pathlib import Path
@@ -70,7 +76,7 @@ def _train_on_ray(cfg, excfg, dataset: str, preset: str, k: int) -> None:
 
     try:
         map_on_cluster(
-            executor, run_pool_task, [(remote_cfg, dataset, preset, k, cfg.audit.seed, i) for i in range(k)], on_result
+            executor, run_pool_task, [(remote_cfg, dataset, preset, k, seed, i) for i in range(k)], on_result
         )
     finally:
         executor.close()
@@ -83,6 +89,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--dataset", default="", help="configured dataset (default: bench.dataset)")
     q.add_argument("--models", type=int, default=0, help="reference models K (default: audit.models)")
     q.add_argument("--preset", default="", help="scale preset (default: service.preset, else bench.preset)")
+    q.add_argument(
+        "--guide",
+        action="store_true",
+        help="build the guide pool (seed audit.guide_seed) PIU-FR takes per-person targets from, not the audit's",
+    )
     q.add_argument(
         "--local", action="store_true", help='train here even when [executor] kind = "ray" (default: on the cluster)'
     )

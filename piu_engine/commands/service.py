@@ -213,10 +213,13 @@ def cmd_model_list(args) -> int:
             f"{len(r.forgotten):>9}  {_when(r.created_at):<19}  {r.sha256[:16]}{mark}"
         )
     print("* = current")
+    audit = client.ws.cfg.audit
+    guides = [p for p in found if p["seed"] == audit.guide_seed and p["k"] == audit.models]
     for p in found:
         state = f"built {p['completed']}" if p["completed"] else f"{p['done']} of {p['k']} models built so far"
-        print(f"reference pool: {p['dataset']} (preset {p['preset']}), {p['k']} models, pool seed {p['seed']}, {state}")
-    if rows and not found:
+        role = "guide pool" if p in guides else "reference pool"
+        print(f"{role}: {p['dataset']} (preset {p['preset']}), {p['k']} models, pool seed {p['seed']}, {state}")
+    if rows and len(guides) == len(found):
         print("reference pool: none (build one with `piu audit pool` so every request gets a per-person audit)")
     return 0
 

@@ -74,13 +74,16 @@ def _row(method: str, seed: int, metrics: dict, seconds: float, params: dict | N
 
 class _Auditor:
     """The per-person audit of every row against the dataset's reference pool
-    (built first when missing: cached and resumable like ``piu audit pool``)."""
+    (built first when missing: cached and resumable like ``piu audit pool``),
+    and the guide pool PIU-FR then runs with (built the same way)."""
 
     def __init__(self, wb: Workbench, cfg: Config, on_event: EventSink):
         from piu_engine.core.audit.pool import build_pool
 
         self.wb, self.fpr = wb, cfg.audit.fpr
         self.pool = build_pool(wb, cfg.audit.models, cfg.audit.seed, on_event)
+        # and the guide pool, as a service with both pools runs PIU-FR (never the audit's pool)
+        self.guide = build_pool(wb, cfg.audit.models, cfg.audit.guide_seed, on_event)
 
     def add(self, row: dict, model, splits, seed: int) -> None:
         from piu_engine.core.audit.audit import audit_request
@@ -100,7 +103,7 @@ class _Auditor:
                 row["gap_to_retrain"] = gap_to_retrain(metrics, retrain)
 
 
-def _bench_seed(wb: Workbench, seed: int, ordered: list[str], auditor: _Auditor | None, emit) -> None:
+def _bench_seed(wb: Workbench, seed: int, ordered: list[str], auditor: _Auditor | None, guide, emit) -> None:
     """The original and every method on this seed's request; each row to ``emit``."""
     splits = forget_split(wb, seed)
     original, train_seconds, _cached = wb.original(seed)
@@ -117,7 +120,7 @@ def _bench_seed(wb: Workbench, seed: int, ordered: list[str], auditor: _Auditor 
     metrics = wb.evaluate(original, splits, seed)
     finish(_row("original", seed, metrics, train_seconds), original, metrics)
     for name in ordered:
-        run = wb.run_method(name, original, splits, seed)
+        run = wb.run_method(name, original, splits, seed, guide=guide)
         metrics = wb.evaluate(run.model, splits, seed)
         row = _row(name, seed, metrics, run.seconds, run.params)
         if name == "retrain":
@@ -142,8 +145,11 @@ def run_bench(
     """Run the benchmark; ``on_row`` sees each finished row (for live tables).
     ``audit``: also audit every row person by person (:data:`AUDIT_KEYS`, and
     the per-person results in the row's ``audit``)."""
+    from piu_engine.core.audit.pool import load_guide
+
     wb = Workbench(cfg, dataset, preset, on_event)
     auditor = _Auditor(wb, cfg, on_event) if audit else None
+    guide = auditor.guide if auditor else load_guide(wb)  # PIU-FR runs guided when the service would
     ordered = (["retrain"] if "retrain" in methods else []) + [m for m in methods if m != "retrain"]
     result = BenchResult(
         dataset,
@@ -161,8 +167,14 @@ def run_bench(
                 if auditor
                 else None
             ),
+            "guide_pool": {"key": guide.key, "k": guide.k, "seed": guide.seed} if guide is not None else None,
         },
     )
+
+    def emit(row: dict) -> None:
+        result.methods.append(row)
+        on_row(row)
+
     for s in range(seeds):
-        _bench_seed(wb, cfg.engine.seed + s, ordered, auditor, lambda row: (result.methods.append(row), on_row(row)))
+        _bench_seed(wb, cfg.engine.seed + s, ordered, auditor, guide, emit)
     return result

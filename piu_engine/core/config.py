@@ -89,10 +89,16 @@ class AuditConfig:
     models: int = 16  # reference models in the pool (each person is out of half of them)
     seed: int = 0  # which halves; part of the pool's cache key
     fpr: float = 0.05  # share of never-seen people the two-sided test may flag
+    guide_seed: int = 1  # the guide pool (same size): PIU-FR's per-person targets; never the audit's pool
 
     def validate(self, key: str) -> None:
         if not 2 <= self.models <= 256:
             raise ConfigError(f"{key}.models: must be in [2, 256], got {self.models}")
+        if self.guide_seed == self.seed:
+            raise ConfigError(
+                f"{key}.guide_seed: must differ from {key}.seed ({self.seed}): the audit must not be judged "
+                "by the models that set the method's targets"
+            )
         if not 0.0 < self.fpr < 0.5:
             raise ConfigError(f"{key}.fpr: must be in (0, 0.5), got {self.fpr}")
 

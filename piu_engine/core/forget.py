@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from piu_engine.common.events import EventSink, never_stop, no_events
+from piu_engine.core.audit.pool import load_guide
 from piu_engine.core.checkpoint import save_checkpoint
 from piu_engine.core.config import Config
 from piu_engine.core.data.splits import make_splits
@@ -109,13 +110,14 @@ def run_forget(
     )
     parent = wb.load_model(Path(parent_weights))
     parent_metrics = wb.evaluate(parent, splits, seed)
-    run = wb.run_method(request.method, parent, splits, seed, request.params)
+    guide = load_guide(wb)  # PIU-FR's per-person targets, once `piu audit pool --guide` has built it
+    run = wb.run_method(request.method, parent, splits, seed, request.params, guide=guide)
     # A diverged model is never measured, saved or installed: check it before anything else.
     check_finite_state(run.model.state_dict(), method=request.method, phase="final weights")
     model_metrics = {**wb.evaluate(run.model, splits, seed), "seconds": run.seconds}
     baselines = {}
     for name in request.compare:
-        base = wb.run_method(name, parent, splits, seed)
+        base = wb.run_method(name, parent, splits, seed, guide=guide)
         baselines[name] = {**wb.evaluate(base.model, splits, seed), "seconds": base.seconds}
     unseen_losses, _ = per_sample(run.model, wb.data, splits.unseen_eval)
     per_group = {
@@ -136,4 +138,5 @@ def run_forget(
         sha,
         run.params,
         audit,
+        run.notes,
     )

@@ -54,3 +54,15 @@ def logit_confidence(logits: torch.Tensor, y: torch.Tensor, task: Task) -> torch
     true = z.gather(1, y.view(-1, 1)).squeeze(1)
     others = z.scatter(1, y.view(-1, 1), float("-inf"))
     return true - torch.logsumexp(others, 1)
+
+
+def lower_confidence(logits: torch.Tensor, y: torch.Tensor, task: Task, by: torch.Tensor) -> torch.Tensor:
+    """``logits`` moved so that :func:`logit_confidence` falls by exactly ``by`` per
+    sample (negative: rises) and nothing else about the output changes: for classes
+    the true label's logit moves, the others keep their order and gaps; for
+    attributes each one's logit moves towards the wrong side."""
+    z = logits.float().clone()
+    by = by.float().to(z.device)
+    if task is Task.MULTILABEL:
+        return z - by.view(-1, 1) * (2 * y.float() - 1)
+    return z.scatter_add(1, y.view(-1, 1), -by.view(-1, 1))

@@ -106,6 +106,7 @@ class ForgetOutcome:
     # The per-person audit of the new model and of its parent against the reference pool
     # ({"pool": ..., "model": AuditResult dict, "parent": AuditResult dict}); None: no pool.
     audit: dict[str, Any] | None = None
+    method_notes: dict[str, Any] = field(default_factory=dict)  # e.g. the guide pool PIU-FR took its targets from
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +119,7 @@ class ForgetOutcome:
             "seconds": self.seconds,
             "sha256": self.sha256,
             "method_params": dict(self.method_params),
+            "method_notes": dict(self.method_notes),
         }
 
     @classmethod
@@ -131,6 +133,7 @@ class ForgetOutcome:
             seconds=float(d.get("seconds") or 0.0),
             sha256=str(d["sha256"]),
             method_params=dict(d.get("method_params") or {}),
+            method_notes=dict(d.get("method_notes") or {}),
             audit=d.get("audit"),
         )
 

@@ -11,7 +11,7 @@ import copy
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from piu_engine.common.events import EventSink, never_stop, no_events
 from piu_engine.common.fsio import atomic_write_bytes, sha256_file
+from piu_engine.core.audit.reference import ReferencePool
 from piu_engine.core.checkpoint import save_checkpoint
 from piu_engine.core.config import Config
 from piu_engine.core.data import load_dataset
@@ -46,6 +47,7 @@ class MethodRun:
     model: nn.Module
     seconds: float
     params: dict
+    notes: dict = field(default_factory=dict)  # what the method found worth reporting (e.g. the guide it used)
 
 
 class Workbench:
@@ -131,7 +133,13 @@ class Workbench:
 
     # -- methods ----------------------------------------------------------------
     def run_method(
-        self, name: str, original: nn.Module, splits: UnlearningSplits, seed: int, overrides: dict | None = None
+        self,
+        name: str,
+        original: nn.Module,
+        splits: UnlearningSplits,
+        seed: int,
+        overrides: dict | None = None,
+        guide: ReferencePool | None = None,
     ) -> MethodRun:
         spec = get_method(name)
         merged = {**self.cfg.methods.get(name, {}), **(overrides or {})}
@@ -149,6 +157,7 @@ class Workbench:
             new_model=lambda: self.new_model(seed + 17),
             control=self.control,
             seed=seed,
+            guide=guide,
         )
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -158,7 +167,7 @@ class Workbench:
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
         result.eval()
-        return MethodRun(name, result, seconds, asdict(params))
+        return MethodRun(name, result, seconds, asdict(params), dict(ctx.notes))
 
     def evaluate(self, model: nn.Module, splits: UnlearningSplits, seed: int = 0) -> dict:
         return evaluate(model, self.data, splits, self.cfg.metrics, self.ds.identities, seed)

@@ -68,6 +68,7 @@ def build_report(
         "identities": identities,
         "method": job.method,
         "params": outcome.get("method_params") or job.params,
+        "method_notes": outcome.get("method_notes") or {},
         "compare": job.compare,
         "batch": batch,
         "parent_model": dict(_version(parent) or {}, metrics=outcome.get("parent", parent.metrics if parent else {}))
@@ -255,6 +256,13 @@ def render_text(r: dict[str, Any]) -> str:
         f"Dataset      : {r['dataset']}",
         f"Method       : {r['method']}  params {json.dumps(r['params'], sort_keys=True)}",
     ]
+    guide = (r.get("method_notes") or {}).get("guide")
+    if guide:
+        out.append(
+            f"Guided by    : guide pool seed {guide.get('guide_pool_seed')} "
+            f"({guide.get('guide_pool_models')} reference models, never the audit's): each forgotten person "
+            "was moved to where models that never saw them put them"
+        )
     if r.get("compare"):
         out.append(f"Baselines    : {', '.join(r['compare'])}")
     out += ["", f"Identities ({len(r['identities'])}):"]

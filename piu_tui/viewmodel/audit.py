@@ -137,6 +137,9 @@ def audit_view(job: JobRow, picture: str | None = None) -> AuditView:
         + (f", model seeds {seeds}" if seeds else "")
         + f"), two-sided at {100 * float(new.get('fpr') or 0):.0f}% false positives on never-seen people"
     )
+    guide = (outcome.get("method_notes") or {}).get("guide")
+    if guide:
+        headline += f"; the method aimed at guide pool seed {guide.get('guide_pool_seed')} (never this pool)"
     before = _side_map(old)
     people = list(new.get("people") or [])
     lines = []

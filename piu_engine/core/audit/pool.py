@@ -23,7 +23,7 @@ from piu_engine.common.events import EventSink, ProgressEvent, never_stop, no_ev
 from piu_engine.common.fsio import atomic_write_bytes, private_dirs
 from piu_engine.core.audit.manifest import read_manifest, write_manifest
 from piu_engine.core.audit.plan import PoolPlan, plan_pool
-from piu_engine.core.audit.reference import ReferencePool
+from piu_engine.core.audit.reference import PoolIncomplete, ReferencePool
 from piu_engine.core.audit.scores import person_scores
 from piu_engine.core.checkpoint import save_checkpoint
 from piu_engine.core.data.types import Split
@@ -199,6 +199,15 @@ def build_pool(
 def load_pool(wb: Workbench, k: int = 16, seed: int = 0) -> ReferencePool:
     """The finished pool (k, seed) for ``wb``; ``PoolIncomplete`` if it is not built yet."""
     return ReferencePool.read(plan_pool(wb, k, seed).directory)
+
+
+def load_guide(wb: Workbench) -> ReferencePool | None:
+    """The dataset's guide pool (``[audit] models``, ``guide_seed``) for PIU-FR's
+    per-person targets, or None until ``piu audit pool --guide`` has built it."""
+    try:
+        return load_pool(wb, wb.cfg.audit.models, wb.cfg.audit.guide_seed)
+    except (PoolIncomplete, FileNotFoundError):
+        return None
 
 
 def run_pool_task(cfg, dataset: str, preset: str, k: int, seed: int, i: int) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from piu_engine.common.errors import DivergedError
+from piu_engine.core.audit.reference import ReferencePool
 from piu_engine.core.data.splits import UnlearningSplits
 from piu_engine.core.data.types import FaceDataset
 from piu_engine.core.methods.catalog import MethodInfo
@@ -37,6 +38,8 @@ class UnlearnContext:
     new_model: Callable[[], nn.Module]  # a freshly initialised model (retrain, bad teacher)
     control: RunControl
     seed: int = 0
+    guide: ReferencePool | None = None  # the guide pool, when built (PIU-FR's per-person targets)
+    notes: dict[str, Any] = field(default_factory=dict)  # what the method found worth reporting
 
     @property
     def device(self) -> torch.device:

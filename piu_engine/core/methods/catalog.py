@@ -109,6 +109,7 @@ class PiuFrParams:
     scale_lr_to_request: bool = True  # lr x min(1, forget images / batch_size): a few photos get a small step
     unseen_anchor: float = 1.0  # weight of KL(original(unseen) || model(unseen)) on the paired images
     retain_anchor: float = 1.25  # KL(original(retain) || model(retain)) on a random retain batch per step, / lr scale
+    guided: bool = True  # with a guide pool: each photo's target is its own output at its person's never-seen level
     person_gate: bool = False  # the ascent per person: only for people still above never-seen people (PersonGate)
     person_gate_quantile: float = 0.1  # the band: the q and 1 - q quantiles of never-seen people's mean confidence
     train_layers: str = "layer4"  # all | layer3 (layer3, layer4, fc) | layer4 (layer4, fc)
@@ -162,6 +163,7 @@ class PaperPiuFrParams(PiuFrParams):
     forget_ascent: float = 0.0
     unseen_anchor: float = 0.0
     retain_anchor: float = 0.0
+    guided: bool = False
     train_layers: str = "all"
     augment: bool = True
     freeze_bn: bool = False

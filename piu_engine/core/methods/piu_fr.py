@@ -6,6 +6,16 @@ people end up looking like people the model never saw. The per-sample loss
 an attacker reads is then drawn from the never-seen distribution by
 construction (the labels match).
 
+That is a population-level match, and people differ: some are hard to
+recognise even for models that never saw them. A partner's output pulls a
+hard person up to the average and an easy one down to it, and the per-person
+audit flags both. With a guide pool (``guided``, on by default, once
+``piu audit pool --guide`` has built it) each forget photo's target is
+instead its own original output with the true label's confidence moved so
+that its person's mean confidence lands where models that never saw that
+person put them (:mod:`piu_engine.core.audit.guide`); the rest of the output
+stays the original's. Without a guide pool the partners' outputs are used.
+
 Seven measured refinements of the published recipe are on by default
 (``piu-fr-paper`` keeps the published one, for comparison):
 
@@ -46,8 +56,10 @@ from collections import deque
 import numpy as np
 import torch
 
+from piu_engine.core.audit.guide import PersonLevels, never_seen_levels
+from piu_engine.core.audit.scores import PHI_CLIP
 from piu_engine.core.data.splits import label_matched_partners
-from piu_engine.core.losses import distill_kl, logit_confidence, predictions_correct, task_loss
+from piu_engine.core.losses import distill_kl, logit_confidence, lower_confidence, predictions_correct, task_loss
 from piu_engine.core.methods.base import UnlearnContext, trainable_only
 from piu_engine.core.methods.catalog import TRAIN_LAYERS, PiuFrParams
 from piu_engine.core.metrics import threshold_mia
@@ -249,6 +261,35 @@ def _person_codes(identities, indices) -> torch.Tensor:
     return torch.as_tensor(codes.reshape(-1), dtype=torch.long)
 
 
+def guided_targets(
+    ctx: UnlearnContext, own: torch.Tensor, forget_y: torch.Tensor, reference: torch.Tensor, reference_y: torch.Tensor
+) -> tuple[PersonLevels, torch.Tensor] | None:
+    """(each forget person's never-seen level, the forget photos' target logits), or
+    None when there are too few never-seen people to set levels.
+
+    ``own`` holds the original's logits on the forget photos, ``reference`` its
+    logits on the unlearning part of unseen. A photo's target is its own output
+    with the true label's confidence lowered (or raised) by the amount that puts
+    its person's mean confidence at the level the guide pool gives that person
+    (:func:`~piu_engine.core.audit.guide.never_seen_levels`); every other part of
+    the output stays the original's.
+    """
+    ids, task = ctx.dataset.identities, ctx.data.task
+    ref_names = np.unique(ids[ctx.splits.unseen_unlearn]).astype(str).tolist()
+    ref_phi = logit_confidence(reference, reference_y, task).clamp(-PHI_CLIP, PHI_CLIP)
+    ref_codes = _person_codes(ids, ctx.splits.unseen_unlearn).to(ref_phi.device)
+    ref_means = PersonGate._means(ref_phi, ref_codes, len(ref_names)).tolist()
+    people = np.unique(ids[ctx.splits.forget]).astype(str).tolist()
+    found = never_seen_levels(ctx.guide, people, dict(zip(ref_names, ref_means)))
+    if found is None:
+        return None
+    phi = logit_confidence(own, forget_y, task).clamp(-PHI_CLIP, PHI_CLIP)
+    codes = _person_codes(ids, ctx.splits.forget).to(phi.device)
+    level = torch.tensor([found.levels[p] for p in people], device=phi.device)
+    drop = (PersonGate._means(phi, codes, len(people)) - level)[codes]
+    return found, lower_confidence(own, forget_y, task, drop)
+
+
 def _anchor_draws(ctx: UnlearnContext, p: PiuFrParams, total_steps: int) -> tuple[np.ndarray, torch.Tensor | None]:
     """(the retain images the anchor will use, per step the positions of its batch among them).
 
@@ -268,6 +309,7 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
     model, data = ctx.model, ctx.data
     partners = label_matched_partners(ctx.dataset, ctx.splits.forget, ctx.splits.unseen_unlearn, ctx.seed)
     gated = p.person_gate and p.forget_ascent > 0
+    guided = p.guided and ctx.guide is not None
     slices = batch_slices(len(ctx.splits.forget), p.batch_size)
     steps = len(slices)
     anchored, anchor_draws = _anchor_draws(ctx, p, p.epochs * steps)
@@ -275,7 +317,7 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
         "forget": ctx.indices(ctx.splits.forget),
         "unseen": ctx.indices(partners),
         "retain": ctx.indices(anchored),
-        "reference": ctx.indices(ctx.splits.unseen_unlearn if gated else ctx.splits.unseen_unlearn[:0]),
+        "reference": ctx.indices(ctx.splits.unseen_unlearn if gated or guided else ctx.splits.unseen_unlearn[:0]),
     }
     gen = ctx.generator(51)
     net, inputs, logits = _step_inputs(ctx, p, sets, gen)
@@ -287,6 +329,12 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
     # The ascent pushes a forget image's loss up to what the original gives never-seen
     # people of the same labels, and no further: unbounded, one small batch diverges.
     ceiling = task_loss(teacher_logits, unseen_y, data.task, reduction="none").float().mean()
+    forget_target, levels = teacher_logits, None  # the label-matched partners' outputs, unless guided
+    if guided:
+        found = guided_targets(ctx, logits["forget"], forget_y, logits["reference"], reference_y)
+        if found is not None:
+            levels, forget_target = found
+            ctx.notes["guide"] = levels.summary()
     stopper = None
     if p.early_stop:
         stopper = EarlyStop(p, predictions_correct(teacher_logits, unseen_y, data.task), steps, ctx.seed)
@@ -335,7 +383,7 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
             outs = net(torch.cat(parts)).split([len(x) for x in parts]) if joint else [net(x) for x in parts]
             out = outs[0]
             forget_ce = task_loss(out, y, data.task, reduction="none")  # the ascent's and the rule's
-            loss = sign * distill_kl(out, teacher_logits[sl], p.temperature, data.task)
+            loss = sign * distill_kl(out, forget_target[sl], p.temperature, data.task)
             if p.forget_ascent:
                 pushed = torch.minimum(forget_ce, ceiling) if p.bounded_ascent else forget_ce
                 if gate is not None:  # held people get none, people pushed too far are pulled back
@@ -382,6 +430,8 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
             metrics["early_stopped_at_step"] = taken
         if gate is not None:
             metrics.update(gate.summary())
+        if levels is not None:
+            metrics.update(levels.summary())
         return metrics
 
     with trainable_only(model, TRAIN_LAYERS[p.train_layers]) as params:
