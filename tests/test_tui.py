@@ -768,14 +768,15 @@ def add_audited_jobs(s: StateFixture) -> None:
     s.at(T0 - 1)
 
 
-def write_pool_manifest(s: StateFixture) -> None:
-    """A finished reference pool of 4 models, as `piu audit pool` leaves its manifest."""
+def write_pool_manifest(s: StateFixture, seed: int = 0) -> None:
+    """A finished reference pool of 4 models, as `piu audit pool` leaves its manifest
+    (``seed`` 1: the guide pool `piu audit pool --guide` leaves)."""
     from piu_engine.core.audit.manifest import write_manifest
 
-    pool_dir = s.ws.cfg.resolve(s.ws.cfg.engine.cache_dir) / "pools" / "synthetic-tiny-k4-s0"
+    pool_dir = s.ws.cfg.resolve(s.ws.cfg.engine.cache_dir) / "pools" / f"synthetic-tiny-k4-s{seed}"
     pool_dir.mkdir(parents=True)
     models = [{"index": i, "seed": seed, "status": "done"} for i, seed in enumerate(POOL["model_seeds"])]
-    write_manifest(pool_dir, dict(POOL, dataset="synthetic", preset="tiny", key="k", models=models))
+    write_manifest(pool_dir, dict(POOL, seed=seed, dataset="synthetic", preset="tiny", key=f"k{seed}", models=models))
 
 
 def test_job_detail_view_shows_each_verdict_the_pool_and_a_histogram(state):
@@ -861,20 +862,23 @@ async def test_models_screen_shows_the_reference_pool(state, capsys):
     from piu_tui.screens.models import ModelsScreen
 
     write_pool_manifest(state)
+    write_pool_manifest(state, seed=1)
     app = state.app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
         await pilot.press("m")
         await settle(pilot, app)
         assert isinstance(app.screen, ModelsScreen)
-        pool = str(app.screen.query_one("#pool-detail").render())
+        pool = str(app.screen.query_one("#pool-detail").render()).replace("\n", " ")
         assert "reference pool synthetic (preset tiny): 4 models, pool seed 0, model seeds 11, 12, 13, 14" in pool
-        assert "built 2025-06-15" in pool and "ago)" in pool
+        assert "guide pool (PIU-FR's targets) synthetic (preset tiny): 4 models, pool seed 1" in pool
+        assert "built 2025-06-15" in pool and "ago)" in pool and "none" not in pool
     assert piu(["--config", str(state.config), "model", "list", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [v["version"] for v in out["versions"]] == [0, 1]
     assert [(p["k"], p["seed"], p["model_seeds"], p["done"]) for p in out["reference_pools"]] == [
-        (4, 0, [11, 12, 13, 14], 4)
+        (4, 0, [11, 12, 13, 14], 4),
+        (4, 1, [11, 12, 13, 14], 4),
     ]
 
 

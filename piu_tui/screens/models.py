@@ -62,7 +62,8 @@ class ModelsScreen(PolledScreen):
 
     def fetch(self) -> ModelsUpdated:
         ws = self.piu_app.ws
-        return ModelsUpdated(load_models(ws.db_path, self.piu_app.clock, ws.cfg.resolve(ws.cfg.engine.cache_dir)))
+        cache = ws.cfg.resolve(ws.cfg.engine.cache_dir)
+        return ModelsUpdated(load_models(ws.db_path, self.piu_app.clock, cache, ws.cfg.audit.guide_seed))
 
     @on(ModelsUpdated)
     def _updated(self, message: ModelsUpdated) -> None:

@@ -186,11 +186,13 @@ def audit_view(job: JobRow, picture: str | None = None) -> AuditView:
     )
 
 
-def pool_lines(pools: Sequence[dict[str, Any]], now: float) -> tuple[str, ...]:
-    """One line per reference pool (``list_pools``): size, seeds, how far built and how old."""
-    if not pools:
-        return ("reference pool: none (build one with `piu audit pool` so every request gets a per-person audit)",)
-    out = []
+NO_AUDIT_POOL = "reference pool: none (build one with `piu audit pool` so every request gets a per-person audit)"
+
+
+def pool_lines(pools: Sequence[dict[str, Any]], now: float, guide_seed: int | None = None) -> tuple[str, ...]:
+    """One line per reference pool (``list_pools``): its role (the audit's, or PIU-FR's guide:
+    ``guide_seed``), size, seeds, how far built and how old; a line saying the audit has none."""
+    out = [] if any(p.get("seed") != guide_seed for p in pools) else [NO_AUDIT_POOL]
     for p in pools:
         built = (
             f"built {_when(p.get('completed'), now)}"
@@ -198,8 +200,9 @@ def pool_lines(pools: Sequence[dict[str, Any]], now: float) -> tuple[str, ...]:
             else f"{p.get('done')} of {p.get('k')} models built so far (started {_when(p.get('created'), now)})"
         )
         seeds = seeds_text(p.get("model_seeds"))
+        role = "guide pool (PIU-FR's targets)" if p.get("seed") == guide_seed else "reference pool"
         out.append(
-            f"reference pool {p.get('dataset')} (preset {p.get('preset')}): {p.get('k')} models, "
+            f"{role} {p.get('dataset')} (preset {p.get('preset')}): {p.get('k')} models, "
             f"pool seed {p.get('seed')}" + (f", model seeds {seeds}" if seeds else "") + f"; {built}"
         )
     return tuple(out)

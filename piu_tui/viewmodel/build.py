@@ -411,7 +411,9 @@ def identities_view(
     return IdentitiesView(dataset, tuple(datasets), tuple(out), note)
 
 
-def models_view(versions: Sequence[VersionRow], now: float, pools: Sequence[dict[str, Any]] = ()) -> ModelsView:
+def models_view(
+    versions: Sequence[VersionRow], now: float, pools: Sequence[dict[str, Any]] = (), guide_seed: int | None = None
+) -> ModelsView:
     out = []
     by_key = {(v.dataset, v.version): v for v in versions}
     for v in versions:
@@ -438,4 +440,4 @@ def models_view(versions: Sequence[VersionRow], now: float, pools: Sequence[dict
                 pruned=v.pruned,
             )
         )
-    return ModelsView(tuple(out), pool_lines(pools, now))
+    return ModelsView(tuple(out), pool_lines(pools, now, guide_seed))

@@ -210,15 +210,18 @@ def load_identities(
     return identities_view(dataset, datasets, rows, active, now, note)
 
 
-def load_models(db_path: Path, clock: Clock, cache_dir: Path | None = None) -> ModelsView:
-    """The model versions and, from ``cache_dir``, the reference pools (their manifests: no PyTorch)."""
+def load_models(
+    db_path: Path, clock: Clock, cache_dir: Path | None = None, guide_seed: int | None = None
+) -> ModelsView:
+    """The model versions and, from ``cache_dir``, the reference pools (their manifests: no PyTorch);
+    the pool with ``guide_seed`` is labelled as PIU-FR's guide."""
     try:
         with StateReader(db_path) as reader:
             versions = reader.versions()
     except StateMissing:
         versions = []
     pools = list_pools(cache_dir) if cache_dir is not None else []
-    return models_view(versions, clock(), pools)
+    return models_view(versions, clock(), pools, guide_seed)
 
 
 def read_identities(db_path: Path, dataset: str) -> list[IdentityRow]:
