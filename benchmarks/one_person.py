@@ -10,7 +10,9 @@ reported against the parent's to show the harm a run does when it does not
 diverge.
 
     python benchmarks/one_person.py [--preset default] [--requests 100] [--originals 5]
-                                    [--methods piu-fr] [--json out.json]
+                                    [--methods piu-fr] [--guide-seed 1 (-1: unguided)] [--json out.json]
+
+PIU-FR runs as the service runs it with a guide pool (built first when missing).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 import numpy as np
 import torch
 from piu_engine.common.errors import CommandError
+from piu_engine.core.audit.pool import build_pool
 from piu_engine.core.config import load_config
 from piu_engine.core.data.splits import choose_forget_identities, make_splits
 from piu_engine.core.metrics import per_sample
@@ -49,9 +52,12 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100)
     ap.add_argument("--originals", type=int, default=5, help=f"original models (seeds {REPORT_SEED0}, ...)")
     ap.add_argument("--methods", default="piu-fr")
+    ap.add_argument("--pool-size", type=int, default=16)
+    ap.add_argument("--guide-seed", type=int, default=1, help="the guide pool's seed (-1: run unguided)")
     ap.add_argument("--json")
     args = ap.parse_args()
     wb = Workbench(load_config(args.config), args.dataset, args.preset)
+    guide = build_pool(wb, args.pool_size, args.guide_seed) if args.guide_seed >= 0 else None
     rng = np.random.default_rng(2026)
     originals = {s: wb.original(s)[0] for s in range(REPORT_SEED0, REPORT_SEED0 + args.originals)}
     parent_acc: dict[int, float] = {}  # test accuracy of each original (the test split is the same for all)
@@ -66,13 +72,14 @@ def main() -> None:
         )
         for method in args.methods.split(","):
             row = {"request": i, "method": method, "original_seed": seed, "run_seed": run_seed, "person": person}
+            row["guided"] = False
             try:
-                run = wb.run_method(method, originals[seed], splits, run_seed)
+                run = wb.run_method(method, originals[seed], splits, run_seed, guide=guide)
             except CommandError as exc:
                 row.update(outcome="failed", error=str(exc))
             else:
                 ok = finite(run.model)
-                row.update(outcome="ok" if ok else "non-finite", seconds=run.seconds)
+                row.update(outcome="ok" if ok else "non-finite", seconds=run.seconds, guided="guide" in run.notes)
                 if ok:
                     if seed not in parent_acc:
                         parent_acc[seed] = accuracy(originals[seed], wb, splits.test)
@@ -99,13 +106,22 @@ def main() -> None:
                 f"{statistics.median(r['seconds'] for r in ok):.2f}" if ok else "-",
             ]
         )
+    guided = "unguided" if guide is None else f"guided by pool seed {guide.seed}: {sum(r['guided'] for r in rows)} runs"
     _common.print_table(
         ["method", "requests", "failed (diverged)", "non-finite model", "mean test-acc drop", "worst drop", "median s"],
         table,
         f"One-person requests: {args.dataset} / {wb.preset.name} / {args.originals} originals / "
-        f"{wb.device_name} ({_common.machine()}), {time.perf_counter() - started:.0f} s",
+        f"{wb.device_name} ({_common.machine()}), {time.perf_counter() - started:.0f} s; {guided}",
     )
-    _common.write_json(args.json, {"preset": wb.preset.name, "machine": _common.machine(), "rows": rows})
+    _common.write_json(
+        args.json,
+        {
+            "preset": wb.preset.name,
+            "machine": _common.machine(),
+            "guide_pool": guide.summary() if guide is not None else None,
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -88,6 +88,7 @@ def test_audit_benchmark_on_tiny(tmp_path):
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
     assert data["report_seeds"] == [100] and not set(data["report_seeds"]) & set(data["development_seeds"])
+    assert (data["pool"]["seed"], data["guide_pool"]["seed"], data["guide_pool"]["k"]) == (0, 1, 4)
     scen = {(r["scenario"], r["method"]) for r in data["rows"] if r["scenario"] != "lineage"}
     assert scen == {("1 person", m) for m in ("original", "retrain", "piu-fr")}
     steps = sorted({r["step"] for r in data["rows"] if r["scenario"] == "lineage"})
@@ -109,8 +110,10 @@ def test_one_person_benchmark_on_tiny(tmp_path):
     cfg = write_config(tmp_path / "config.toml")
     out = tmp_path / "o.json"
     args = ["--config", str(cfg), "--preset", "tiny", "--requests", "3", "--originals", "1", "--json", str(out)]
-    proc = run_script("one_person.py", *args)
+    proc = run_script("one_person.py", *args, "--pool-size", "4")
     assert proc.returncode == 0, proc.stderr
-    rows = json.loads(out.read_text())["rows"]
+    data = json.loads(out.read_text())
+    rows = data["rows"]
     assert len(rows) == 3 and all(r["outcome"] in ("ok", "failed", "non-finite") for r in rows)
-    assert "non-finite model" in proc.stdout
+    assert data["guide_pool"]["seed"] == 1 and all(r["guided"] for r in rows if r["outcome"] == "ok")
+    assert "non-finite model" in proc.stdout and "guided by pool seed 1" in proc.stdout
