@@ -374,7 +374,7 @@ def test_run_forget_checks_the_final_weights_itself(tiny_bench, tiny_config, tmp
     parent, out = tmp_path / "parent.pt", tmp_path / "new.pt"
     save_checkpoint(original.state_dict(), parent)
 
-    def broken(self, name, model, splits, seed, overrides=None):
+    def broken(self, name, model, splits, seed, overrides=None, guide=None):
         bad = copy.deepcopy(model)
         with torch.no_grad():
             bad.fc.weight[0, 0] = NAN
