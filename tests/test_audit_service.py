@@ -63,7 +63,8 @@ def test_a_request_is_audited_person_by_person_and_gated_on_it(ws):
     assert r.returncode == 0, r.stderr
     assert "guide pool (PIU-FR's per-person targets)" in r.stderr and "pool seed 1" in r.stderr
     listing = piu(ws, "model", "list").stdout
-    assert re.search(r"guide pool: synthetic \(preset tiny\), 4 models, pool seed 1, built", listing), listing
+    guide_line = r"guide pool \(PIU-FR's targets\): synthetic \(preset tiny\), 4 models, pool seed 1, built"
+    assert re.search(guide_line, listing), listing
     assert re.search(r"reference pool: synthetic \(preset tiny\), 4 models, pool seed 0, built", listing), listing
     manifest = ws / "one.json"
     manifest.write_text(

@@ -137,6 +137,7 @@ def build_state(root: Path, monkeypatch) -> StateFixture:
     from piu_engine.service.workspace import Workspace, init_workspace
 
     config = init_workspace(root / "ws", "tiny")
+    config.write_text(config.read_text() + "\n[audit]\nmodels = 4\n")  # the size of the pools the tests write
     ws = Workspace.from_config(load_config(config))
     clock = FrozenClock(T0 - 7200)
     monkeypatch.setattr(state_mod, "time", clock)  # the store stamps rows with this clock
@@ -768,15 +769,17 @@ def add_audited_jobs(s: StateFixture) -> None:
     s.at(T0 - 1)
 
 
-def write_pool_manifest(s: StateFixture, seed: int = 0) -> None:
-    """A finished reference pool of 4 models, as `piu audit pool` leaves its manifest
+def write_pool_manifest(s: StateFixture, seed: int = 0, k: int = 4) -> None:
+    """A finished reference pool of ``k`` models, as `piu audit pool` leaves its manifest
     (``seed`` 1: the guide pool `piu audit pool --guide` leaves)."""
     from piu_engine.core.audit.manifest import write_manifest
 
-    pool_dir = s.ws.cfg.resolve(s.ws.cfg.engine.cache_dir) / "pools" / f"synthetic-tiny-k4-s{seed}"
+    pool_dir = s.ws.cfg.resolve(s.ws.cfg.engine.cache_dir) / "pools" / f"synthetic-tiny-k{k}-s{seed}"
     pool_dir.mkdir(parents=True)
-    models = [{"index": i, "seed": seed, "status": "done"} for i, seed in enumerate(POOL["model_seeds"])]
-    write_manifest(pool_dir, dict(POOL, seed=seed, dataset="synthetic", preset="tiny", key=f"k{seed}", models=models))
+    model_seeds = [*POOL["model_seeds"], *range(100, 100 + k - len(POOL["model_seeds"]))][:k]
+    models = [{"index": i, "seed": ms, "status": "done"} for i, ms in enumerate(model_seeds)]
+    pool = dict(POOL, k=k, seed=seed, model_seeds=model_seeds, dataset="synthetic", preset="tiny", key=f"k{k}-{seed}")
+    write_manifest(pool_dir, dict(pool, models=models))
 
 
 def test_job_detail_view_shows_each_verdict_the_pool_and_a_histogram(state):
@@ -863,6 +866,7 @@ async def test_models_screen_shows_the_reference_pool(state, capsys):
 
     write_pool_manifest(state)
     write_pool_manifest(state, seed=1)
+    write_pool_manifest(state, k=8)  # left from an older `[audit] models`: nothing reads it
     app = state.app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
@@ -872,13 +876,22 @@ async def test_models_screen_shows_the_reference_pool(state, capsys):
         pool = str(app.screen.query_one("#pool-detail").render()).replace("\n", " ")
         assert "reference pool synthetic (preset tiny): 4 models, pool seed 0, model seeds 11, 12, 13, 14" in pool
         assert "guide pool (PIU-FR's targets) synthetic (preset tiny): 4 models, pool seed 1" in pool
+        assert "unused pool (neither the audit's nor the guide's size and seed) synthetic (preset tiny): 8 models" in pool
         assert "built 2025-06-15" in pool and "ago)" in pool and "none" not in pool
+    # `piu model list` labels each pool by the same rule
+    assert piu(["--config", str(state.config), "model", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "reference pool: synthetic (preset tiny), 4 models, pool seed 0" in listing
+    assert "guide pool (PIU-FR's targets): synthetic (preset tiny), 4 models, pool seed 1" in listing
+    assert "unused pool (neither the audit's nor the guide's size and seed): synthetic (preset tiny), 8 models" in listing
+    assert "reference pool: none" not in listing
     assert piu(["--config", str(state.config), "model", "list", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [v["version"] for v in out["versions"]] == [0, 1]
     assert [(p["k"], p["seed"], p["model_seeds"], p["done"]) for p in out["reference_pools"]] == [
         (4, 0, [11, 12, 13, 14], 4),
         (4, 1, [11, 12, 13, 14], 4),
+        (8, 0, [11, 12, 13, 14, 100, 101, 102, 103], 8),
     ]
 
 

@@ -194,7 +194,7 @@ def cmd_model_import(args) -> int:
 
 
 def cmd_model_list(args) -> int:
-    from piu_engine.core.audit.manifest import list_pools
+    from piu_engine.core.audit.manifest import AUDIT_POOL, POOL_LABELS, list_pools, pool_role
 
     client = _client(args)
     rows = client.versions(args.dataset)
@@ -214,12 +214,12 @@ def cmd_model_list(args) -> int:
         )
     print("* = current")
     audit = client.ws.cfg.audit
-    guides = [p for p in found if p["seed"] == audit.guide_seed and p["k"] == audit.models]
-    for p in found:
+    roles = [pool_role(p, audit.models, audit.seed, audit.guide_seed) for p in found]
+    for p, role in zip(found, roles):
         state = f"built {p['completed']}" if p["completed"] else f"{p['done']} of {p['k']} models built so far"
-        role = "guide pool" if p in guides else "reference pool"
-        print(f"{role}: {p['dataset']} (preset {p['preset']}), {p['k']} models, pool seed {p['seed']}, {state}")
-    if rows and len(guides) == len(found):
+        what = f"{p['dataset']} (preset {p['preset']}), {p['k']} models, pool seed {p['seed']}"
+        print(f"{POOL_LABELS[role]}: {what}, {state}")
+    if rows and AUDIT_POOL not in roles:
         print("reference pool: none (build one with `piu audit pool` so every request gets a per-person audit)")
     return 0
 

@@ -63,7 +63,7 @@ class ModelsScreen(PolledScreen):
     def fetch(self) -> ModelsUpdated:
         ws = self.piu_app.ws
         cache = ws.cfg.resolve(ws.cfg.engine.cache_dir)
-        return ModelsUpdated(load_models(ws.db_path, self.piu_app.clock, cache, ws.cfg.audit.guide_seed))
+        return ModelsUpdated(load_models(ws.db_path, self.piu_app.clock, cache, ws.cfg.audit))
 
     @on(ModelsUpdated)
     def _updated(self, message: ModelsUpdated) -> None:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from piu_engine.core.audit.manifest import AUDIT_POOL, POOL_LABELS, pool_role
+from piu_engine.core.config import AuditConfig
 from piu_engine.service.jobstate import ACTIVE_STATES
 from piu_engine.service.report import AUDIT_QUESTION, audit_check, audit_decision
 from piu_engine.service.state import JobRow
@@ -189,18 +191,21 @@ def audit_view(job: JobRow, picture: str | None = None) -> AuditView:
 NO_AUDIT_POOL = "reference pool: none (build one with `piu audit pool` so every request gets a per-person audit)"
 
 
-def pool_lines(pools: Sequence[dict[str, Any]], now: float, guide_seed: int | None = None) -> tuple[str, ...]:
-    """One line per reference pool (``list_pools``): its role (the audit's, or PIU-FR's guide:
-    ``guide_seed``), size, seeds, how far built and how old; a line saying the audit has none."""
-    out = [] if any(p.get("seed") != guide_seed for p in pools) else [NO_AUDIT_POOL]
-    for p in pools:
+def pool_lines(pools: Sequence[dict[str, Any]], now: float, audit: AuditConfig | None = None) -> tuple[str, ...]:
+    """One line per reference pool (``list_pools``): its role under the ``[audit]`` settings
+    (:func:`~piu_engine.core.audit.manifest.pool_role`), size, seeds, how far built and
+    how old; a line saying the audit has none."""
+    audit = audit or AuditConfig()
+    roles = [pool_role(p, audit.models, audit.seed, audit.guide_seed) for p in pools]
+    out = [] if AUDIT_POOL in roles else [NO_AUDIT_POOL]
+    for p, role_key in zip(pools, roles):
         built = (
             f"built {_when(p.get('completed'), now)}"
             if p.get("completed")
             else f"{p.get('done')} of {p.get('k')} models built so far (started {_when(p.get('created'), now)})"
         )
         seeds = seeds_text(p.get("model_seeds"))
-        role = "guide pool (PIU-FR's targets)" if p.get("seed") == guide_seed else "reference pool"
+        role = POOL_LABELS[role_key]
         out.append(
             f"{role} {p.get('dataset')} (preset {p.get('preset')}): {p.get('k')} models, "
             f"pool seed {p.get('seed')}" + (f", model seeds {seeds}" if seeds else "") + f"; {built}"

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from piu_engine.core.config import AuditConfig
 from piu_engine.service.jobstate import ACTIVE_STATES, JobState
 from piu_engine.service.report import attempt_record, history_lines
 from piu_engine.service.state import AttemptRow, EventRow, Heartbeat, IdentityRow, JobRow, VersionRow
@@ -412,7 +413,7 @@ def identities_view(
 
 
 def models_view(
-    versions: Sequence[VersionRow], now: float, pools: Sequence[dict[str, Any]] = (), guide_seed: int | None = None
+    versions: Sequence[VersionRow], now: float, pools: Sequence[dict[str, Any]] = (), audit: AuditConfig | None = None
 ) -> ModelsView:
     out = []
     by_key = {(v.dataset, v.version): v for v in versions}
@@ -440,4 +441,4 @@ def models_view(
                 pruned=v.pruned,
             )
         )
-    return ModelsView(tuple(out), pool_lines(pools, now, guide_seed))
+    return ModelsView(tuple(out), pool_lines(pools, now, audit))

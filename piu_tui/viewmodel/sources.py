@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from piu_engine.core.audit.manifest import list_pools
+from piu_engine.core.config import AuditConfig
 from piu_engine.service.client import order_jobs  # the one job order, shared with `piu status`
 from piu_engine.service.jobstate import ACTIVE_STATES, JobState
 from piu_engine.service.report import PICTURE
@@ -211,17 +212,17 @@ def load_identities(
 
 
 def load_models(
-    db_path: Path, clock: Clock, cache_dir: Path | None = None, guide_seed: int | None = None
+    db_path: Path, clock: Clock, cache_dir: Path | None = None, audit: AuditConfig | None = None
 ) -> ModelsView:
-    """The model versions and, from ``cache_dir``, the reference pools (their manifests: no PyTorch);
-    the pool with ``guide_seed`` is labelled as PIU-FR's guide."""
+    """The model versions and, from ``cache_dir``, the reference pools (their manifests: no PyTorch),
+    each labelled with its role under the ``audit`` settings."""
     try:
         with StateReader(db_path) as reader:
             versions = reader.versions()
     except StateMissing:
         versions = []
     pools = list_pools(cache_dir) if cache_dir is not None else []
-    return models_view(versions, clock(), pools, guide_seed)
+    return models_view(versions, clock(), pools, audit)
 
 
 def read_identities(db_path: Path, dataset: str) -> list[IdentityRow]:

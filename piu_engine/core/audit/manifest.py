@@ -68,3 +68,23 @@ def list_pools(cache_dir: Path, dataset: str | None = None) -> list[dict[str, An
                 }
             )
     return out
+
+
+AUDIT_POOL, GUIDE_POOL, UNUSED_POOL = "audit", "guide", "unused"
+POOL_LABELS = {  # how `piu model list` and the TUI's Models screen name each role
+    AUDIT_POOL: "reference pool",
+    GUIDE_POOL: "guide pool (PIU-FR's targets)",
+    UNUSED_POOL: "unused pool (neither the audit's nor the guide's size and seed)",
+}
+
+
+def pool_role(pool: dict[str, Any], models: int, seed: int, guide_seed: int) -> str:
+    """The job a ``list_pools`` row does under the ``[audit]`` settings: the audit's
+    pool (``seed``) or PIU-FR's guide pool (``guide_seed``), each of ``models``
+    models; any other size or seed is a pool nothing reads (left from older settings).
+    The one rule the CLI and the TUI both label pools by."""
+    if pool.get("k") != models:
+        return UNUSED_POOL
+    if pool.get("seed") == seed:
+        return AUDIT_POOL
+    return GUIDE_POOL if pool.get("seed") == guide_seed else UNUSED_POOL
