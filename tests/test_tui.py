@@ -876,14 +876,15 @@ async def test_models_screen_shows_the_reference_pool(state, capsys):
         pool = str(app.screen.query_one("#pool-detail").render()).replace("\n", " ")
         assert "reference pool synthetic (preset tiny): 4 models, pool seed 0, model seeds 11, 12, 13, 14" in pool
         assert "guide pool (PIU-FR's targets) synthetic (preset tiny): 4 models, pool seed 1" in pool
-        assert "unused pool (neither the audit's nor the guide's size and seed) synthetic (preset tiny): 8 models" in pool
+        unused = "unused pool (neither the audit's nor the guide's size and seed)"
+        assert f"{unused} synthetic (preset tiny): 8 models" in pool
         assert "built 2025-06-15" in pool and "ago)" in pool and "none" not in pool
     # `piu model list` labels each pool by the same rule
     assert piu(["--config", str(state.config), "model", "list"]) == 0
     listing = capsys.readouterr().out
     assert "reference pool: synthetic (preset tiny), 4 models, pool seed 0" in listing
     assert "guide pool (PIU-FR's targets): synthetic (preset tiny), 4 models, pool seed 1" in listing
-    assert "unused pool (neither the audit's nor the guide's size and seed): synthetic (preset tiny), 8 models" in listing
+    assert f"{unused}: synthetic (preset tiny), 8 models" in listing
     assert "reference pool: none" not in listing
     assert piu(["--config", str(state.config), "model", "list", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
