@@ -194,7 +194,7 @@ def cmd_model_import(args) -> int:
 
 
 def cmd_model_list(args) -> int:
-    from piu_engine.core.audit.manifest import AUDIT_POOL, POOL_LABELS, list_pools, pool_role
+    from piu_engine.core.audit.manifest import AUDIT_POOL, NO_AUDIT_POOL, POOL_LABELS, list_pools, pool_role
 
     client = _client(args)
     rows = client.versions(args.dataset)
@@ -213,14 +213,13 @@ def cmd_model_list(args) -> int:
             f"{len(r.forgotten):>9}  {_when(r.created_at):<19}  {r.sha256[:16]}{mark}"
         )
     print("* = current")
-    audit = client.ws.cfg.audit
-    roles = [pool_role(p, audit.models, audit.seed, audit.guide_seed) for p in found]
+    roles = [pool_role(p, client.ws.cfg.audit) for p in found]
     for p, role in zip(found, roles):
         state = f"built {p['completed']}" if p["completed"] else f"{p['done']} of {p['k']} models built so far"
         what = f"{p['dataset']} (preset {p['preset']}), {p['k']} models, pool seed {p['seed']}"
         print(f"{POOL_LABELS[role]}: {what}, {state}")
     if rows and AUDIT_POOL not in roles:
-        print("reference pool: none (build one with `piu audit pool` so every request gets a per-person audit)")
+        print(NO_AUDIT_POOL)
     return 0
 
 

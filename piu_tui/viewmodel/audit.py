@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from piu_engine.core.audit.manifest import AUDIT_POOL, POOL_LABELS, pool_role
+from piu_engine.core.audit.manifest import AUDIT_POOL, NO_AUDIT_POOL, POOL_LABELS, pool_role
 from piu_engine.core.config import AuditConfig
 from piu_engine.service.jobstate import ACTIVE_STATES
 from piu_engine.service.report import AUDIT_QUESTION, audit_check, audit_decision
@@ -188,26 +188,22 @@ def audit_view(job: JobRow, picture: str | None = None) -> AuditView:
     )
 
 
-NO_AUDIT_POOL = "reference pool: none (build one with `piu audit pool` so every request gets a per-person audit)"
-
-
 def pool_lines(pools: Sequence[dict[str, Any]], now: float, audit: AuditConfig | None = None) -> tuple[str, ...]:
     """One line per reference pool (``list_pools``): its role under the ``[audit]`` settings
     (:func:`~piu_engine.core.audit.manifest.pool_role`), size, seeds, how far built and
     how old; a line saying the audit has none."""
     audit = audit or AuditConfig()
-    roles = [pool_role(p, audit.models, audit.seed, audit.guide_seed) for p in pools]
+    roles = [pool_role(p, audit) for p in pools]
     out = [] if AUDIT_POOL in roles else [NO_AUDIT_POOL]
-    for p, role_key in zip(pools, roles):
+    for p, role in zip(pools, roles):
         built = (
             f"built {_when(p.get('completed'), now)}"
             if p.get("completed")
             else f"{p.get('done')} of {p.get('k')} models built so far (started {_when(p.get('created'), now)})"
         )
         seeds = seeds_text(p.get("model_seeds"))
-        role = POOL_LABELS[role_key]
         out.append(
-            f"{role} {p.get('dataset')} (preset {p.get('preset')}): {p.get('k')} models, "
+            f"{POOL_LABELS[role]} {p.get('dataset')} (preset {p.get('preset')}): {p.get('k')} models, "
             f"pool seed {p.get('seed')}" + (f", model seeds {seeds}" if seeds else "") + f"; {built}"
         )
     return tuple(out)

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from piu_engine.common import jsonout
 from piu_engine.common.fsio import atomic_write_bytes
+
+if TYPE_CHECKING:  # only its type: this module stays standard library at run time
+    from piu_engine.core.config import AuditConfig
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -76,15 +79,16 @@ POOL_LABELS = {  # how `piu model list` and the TUI's Models screen name each ro
     GUIDE_POOL: "guide pool (PIU-FR's targets)",
     UNUSED_POOL: "unused pool (neither the audit's nor the guide's size and seed)",
 }
+NO_AUDIT_POOL = "reference pool: none (build one with `piu audit pool` so every request gets a per-person audit)"
 
 
-def pool_role(pool: dict[str, Any], models: int, seed: int, guide_seed: int) -> str:
+def pool_role(pool: dict[str, Any], audit: AuditConfig) -> str:
     """The job a ``list_pools`` row does under the ``[audit]`` settings: the audit's
     pool (``seed``) or PIU-FR's guide pool (``guide_seed``), each of ``models``
     models; any other size or seed is a pool nothing reads (left from older settings).
     The one rule the CLI and the TUI both label pools by."""
-    if pool.get("k") != models:
+    if pool.get("k") != audit.models:
         return UNUSED_POOL
-    if pool.get("seed") == seed:
+    if pool.get("seed") == audit.seed:
         return AUDIT_POOL
-    return GUIDE_POOL if pool.get("seed") == guide_seed else UNUSED_POOL
+    return GUIDE_POOL if pool.get("seed") == audit.guide_seed else UNUSED_POOL
