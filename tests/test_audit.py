@@ -274,6 +274,42 @@ def test_lower_confidence_moves_exactly_the_audited_statistic():
     assert torch.allclose(logit_confidence(z, ya, Task.MULTILABEL) - logit_confidence(moved, ya, Task.MULTILABEL), by)
 
 
+def test_guide_feedback_moves_each_target_on_by_the_distance_left():
+    """Steering lowers the target of a person still above their level, raises it for one
+    pushed below, leaves one at their level alone, and does nothing without feedback."""
+    import torch
+    from piu_engine.core.audit.guide import PersonLevels
+    from piu_engine.core.data.types import Task
+    from piu_engine.core.losses import logit_confidence
+    from piu_engine.core.methods.piu_fr import GuidedTargets
+
+    gen = torch.Generator().manual_seed(0)
+    own = torch.randn(6, 4, generator=gen) * 2
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    codes = torch.tensor([0, 0, 1, 1, 2, 2])
+    phi = logit_confidence(own, y, Task.MULTICLASS)
+    means = [float(phi[codes == c].mean()) for c in range(3)]
+    levels = PersonLevels({"a": means[0] - 2.0, "b": means[1], "c": means[2] + 1.0}, 0.0, 10, 1, 4)
+
+    def target_means(t: GuidedTargets) -> list[float]:
+        now = logit_confidence(t.target, y, Task.MULTICLASS)
+        return [float(now[codes == c].mean()) for c in range(3)]
+
+    fixed = GuidedTargets(levels, own, y, codes, Task.MULTICLASS, feedback=0.0)
+    start = target_means(fixed)
+    assert start == pytest.approx([means[0] - 2.0, means[1], means[2] + 1.0], abs=1e-4)
+    fixed.steer(own)
+    assert target_means(fixed) == pytest.approx(start, abs=1e-6)
+    assert fixed.distance.tolist() == pytest.approx([2.0, 0.0, 1.0], abs=1e-4)
+
+    steered = GuidedTargets(levels, own, y, codes, Task.MULTICLASS, feedback=0.5)
+    steered.steer(own)  # the model has not moved at all yet: every person is still where they began
+    assert target_means(steered) == pytest.approx([means[0] - 3.0, means[1], means[2] + 1.5], abs=1e-4)
+    steered.steer(fixed.target)  # now exactly at every level: the targets stay put
+    assert target_means(steered) == pytest.approx([means[0] - 3.0, means[1], means[2] + 1.5], abs=1e-4)
+    assert steered.summary()["guide_mean_distance"] == pytest.approx(0.0, abs=1e-4)
+
+
 def test_guided_piu_fr_aims_each_person_at_their_level_and_says_so(tiny_bench, pool_build):
     """With a guide pool the forget photos' targets put each person's mean confidence
     exactly at their never-seen level; the run records the guide it used; the
@@ -293,8 +329,9 @@ def test_guided_piu_fr_aims_each_person_at_their_level_and_says_so(tiny_bench, p
             return original.eval()(wb.data.batch(torch.as_tensor(indices))[0]), wb.data.labels[indices]
 
     (own, y), (ref, ry) = outputs(splits.forget), outputs(splits.unseen_unlearn)
-    levels, target = guided_targets(ctx, own, y, ref, ry)
-    phi = logit_confidence(target, y, wb.data.task).clamp(-PHI_CLIP, PHI_CLIP).numpy()
+    targets = guided_targets(ctx, own, y, ref, ry)
+    levels = targets.levels
+    phi = logit_confidence(targets.target, y, wb.data.task).clamp(-PHI_CLIP, PHI_CLIP).numpy()
     who = wb.ds.identities[splits.forget]
     for person, level in levels.levels.items():
         assert phi[who == person].mean() == pytest.approx(level, abs=1e-4)

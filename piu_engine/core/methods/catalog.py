@@ -110,6 +110,7 @@ class PiuFrParams:
     unseen_anchor: float = 1.0  # weight of KL(original(unseen) || model(unseen)) on the paired images
     retain_anchor: float = 1.25  # KL(original(retain) || model(retain)) on a random retain batch per step, / lr scale
     guided: bool = True  # with a guide pool: each photo's target is its own output at its person's never-seen level
+    guide_feedback: float = 1.0  # guided: per check, move each person's target on by this times their distance left
     person_gate: bool = False  # the ascent per person: only for people still above never-seen people (PersonGate)
     person_gate_quantile: float = 0.1  # the band: the q and 1 - q quantiles of never-seen people's mean confidence
     train_layers: str = "layer4"  # all | layer3 (layer3, layer4, fc) | layer4 (layer4, fc)
@@ -130,6 +131,7 @@ class PiuFrParams:
         "unseen_anchor": LOSS_WEIGHT,
         "retain_anchor": LOSS_WEIGHT,
         "person_gate_quantile": between(0, 0.5),
+        "guide_feedback": between(0, 10),
         "stage2_epochs": between(0, MAX_EPOCHS),
         "stage2_lr": COMMON_BOUNDS["lr"],
         "stage2_momentum": COMMON_BOUNDS["momentum"],

@@ -14,7 +14,10 @@ audit flags both. With a guide pool (``guided``, on by default, once
 instead its own original output with the true label's confidence moved so
 that its person's mean confidence lands where models that never saw that
 person put them (:mod:`piu_engine.core.audit.guide`); the rest of the output
-stays the original's. Without a guide pool the partners' outputs are used.
+stays the original's. The anchors hold the model back, so a fixed target is
+reached only part of the way; ``guide_feedback`` measures each person on the
+model a few times an epoch and moves their target on by what is left
+(:class:`GuidedTargets`). Without a guide pool the partners' outputs are used.
 
 Seven measured refinements of the published recipe are on by default
 (``piu-fr-paper`` keeps the published one, for comparison):
@@ -59,6 +62,7 @@ import torch
 from piu_engine.core.audit.guide import PersonLevels, never_seen_levels
 from piu_engine.core.audit.scores import PHI_CLIP
 from piu_engine.core.data.splits import label_matched_partners
+from piu_engine.core.data.types import Task
 from piu_engine.core.losses import distill_kl, logit_confidence, lower_confidence, predictions_correct, task_loss
 from piu_engine.core.methods.base import UnlearnContext, trainable_only
 from piu_engine.core.methods.catalog import TRAIN_LAYERS, PiuFrParams
@@ -261,19 +265,69 @@ def _person_codes(identities, indices) -> torch.Tensor:
     return torch.as_tensor(codes.reshape(-1), dtype=torch.long)
 
 
-def guided_targets(
-    ctx: UnlearnContext, own: torch.Tensor, forget_y: torch.Tensor, reference: torch.Tensor, reference_y: torch.Tensor
-) -> tuple[PersonLevels, torch.Tensor] | None:
-    """(each forget person's never-seen level, the forget photos' target logits), or
-    None when there are too few never-seen people to set levels.
+class GuidedTargets:
+    """The forget photos' targets, each person aimed at their never-seen level.
 
-    ``own`` holds the original's logits on the forget photos, ``reference`` its
-    logits on the unlearning part of unseen. A photo's target is its own output
-    with the true label's confidence lowered (or raised) by the amount that puts
-    its person's mean confidence at the level the guide pool gives that person
-    (:func:`~piu_engine.core.audit.guide.never_seen_levels`); every other part of
-    the output stays the original's.
+    A photo's target is its own original output with the true label's
+    confidence lowered (or raised) by the amount that puts its person's mean
+    confidence at the level the guide pool gives that person
+    (:func:`~piu_engine.core.audit.guide.never_seen_levels`); every other part
+    of the output stays the original's.
+
+    The anchors on everyone else hold the model back, so a fixed target is
+    reached only part of the way, and the further a person has to go the less
+    of it they cover. With ``feedback`` > 0 each :meth:`steer` (on the model's
+    current confidence) moves a person's target on by ``feedback`` times how
+    far they still are from their level, in either direction, so each person
+    settles at their level rather than short of it (an integral controller).
     """
+
+    def __init__(
+        self,
+        levels: PersonLevels,
+        own: torch.Tensor,
+        y: torch.Tensor,
+        codes: torch.Tensor,
+        task: Task,
+        feedback: float = 0.0,
+    ):
+        self.levels, self.own, self.y, self.codes, self.task, self.feedback = levels, own, y, codes, task, feedback
+        people = list(levels.levels)
+        self.n = len(people)
+        self.level = torch.tensor([levels.levels[p] for p in people], device=own.device)
+        phi = self._phi(own)
+        means = PersonGate._means(phi, codes, self.n)
+        self.drop = means - self.level  # per person
+        self.extra = torch.zeros_like(self.drop)  # the feedback's move on top, per person
+        self.target = lower_confidence(own, y, task, self.drop[codes])
+        self.distance = self.drop.abs()  # per person: how far from their level, as last measured
+
+    def _phi(self, logits: torch.Tensor) -> torch.Tensor:
+        return logit_confidence(logits.float(), self.y, self.task).clamp(-PHI_CLIP, PHI_CLIP)
+
+    def steer(self, logits: torch.Tensor) -> None:
+        """Measure each person on the model's current ``logits`` (all forget photos) and move their target."""
+        error = PersonGate._means(self._phi(logits), self.codes, self.n) - self.level
+        self.distance = error.abs()
+        if self.feedback > 0:
+            self.extra = (self.extra + self.feedback * error).clamp(-PHI_CLIP, PHI_CLIP)
+            self.target = lower_confidence(self.own, self.y, self.task, (self.drop + self.extra)[self.codes])
+
+    def summary(self) -> dict:
+        return {**self.levels.summary(), "guide_mean_distance": float(self.distance.mean())}
+
+
+def guided_targets(
+    ctx: UnlearnContext,
+    own: torch.Tensor,
+    forget_y: torch.Tensor,
+    reference: torch.Tensor,
+    reference_y: torch.Tensor,
+    feedback: float = 0.0,
+) -> GuidedTargets | None:
+    """The forget photos' :class:`GuidedTargets`, or None when there are too few
+    never-seen people to set levels. ``own`` holds the original's logits on the
+    forget photos, ``reference`` its logits on the unlearning part of unseen."""
     ids, task = ctx.dataset.identities, ctx.data.task
     ref_names = np.unique(ids[ctx.splits.unseen_unlearn]).astype(str).tolist()
     ref_phi = logit_confidence(reference, reference_y, task).clamp(-PHI_CLIP, PHI_CLIP)
@@ -283,11 +337,8 @@ def guided_targets(
     found = never_seen_levels(ctx.guide, people, dict(zip(ref_names, ref_means)))
     if found is None:
         return None
-    phi = logit_confidence(own, forget_y, task).clamp(-PHI_CLIP, PHI_CLIP)
-    codes = _person_codes(ids, ctx.splits.forget).to(phi.device)
-    level = torch.tensor([found.levels[p] for p in people], device=phi.device)
-    drop = (PersonGate._means(phi, codes, len(people)) - level)[codes]
-    return found, lower_confidence(own, forget_y, task, drop)
+    codes = _person_codes(ids, ctx.splits.forget).to(own.device)
+    return GuidedTargets(found, own, forget_y, codes, task, feedback)
 
 
 def _anchor_draws(ctx: UnlearnContext, p: PiuFrParams, total_steps: int) -> tuple[np.ndarray, torch.Tensor | None]:
@@ -329,12 +380,11 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
     # The ascent pushes a forget image's loss up to what the original gives never-seen
     # people of the same labels, and no further: unbounded, one small batch diverges.
     ceiling = task_loss(teacher_logits, unseen_y, data.task, reduction="none").float().mean()
-    forget_target, levels = teacher_logits, None  # the label-matched partners' outputs, unless guided
+    targets = None  # the label-matched partners' outputs are the targets, unless guided
     if guided:
-        found = guided_targets(ctx, logits["forget"], forget_y, logits["reference"], reference_y)
-        if found is not None:
-            levels, forget_target = found
-            ctx.notes["guide"] = levels.summary()
+        targets = guided_targets(ctx, logits["forget"], forget_y, logits["reference"], reference_y, p.guide_feedback)
+        if targets is not None:
+            ctx.notes["guide"] = targets.levels.summary()
     stopper = None
     if p.early_stop:
         stopper = EarlyStop(p, predictions_correct(teacher_logits, unseen_y, data.task), steps, ctx.seed)
@@ -383,7 +433,8 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
             outs = net(torch.cat(parts)).split([len(x) for x in parts]) if joint else [net(x) for x in parts]
             out = outs[0]
             forget_ce = task_loss(out, y, data.task, reduction="none")  # the ascent's and the rule's
-            loss = sign * distill_kl(out, forget_target[sl], p.temperature, data.task)
+            target = teacher_logits if targets is None else targets.target
+            loss = sign * distill_kl(out, target[sl], p.temperature, data.task)
             if p.forget_ascent:
                 pushed = torch.minimum(forget_ce, ceiling) if p.bounded_ascent else forget_ce
                 if gate is not None:  # held people get none, people pushed too far are pulled back
@@ -413,11 +464,17 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
             logit_confidence(net(inputs["reference"](everyone)).float(), reference_y, data.task),
         )
 
+    @torch.no_grad()
+    def steer() -> None:
+        targets.steer(net(forget_x(slice(None))))  # type: ignore[union-attr]
+
     def check_rule(taken: int) -> dict | None:
         """The phase's 'done' metrics once the settle after the rule fired is over, else None."""
         nonlocal reached
         if gate is not None and gate.active and taken % check_every == 0:
             measure_gate()
+        if targets is not None and taken % check_every == 0:
+            steer()
         if stopper is not None and reached is None and taken % check_every == 0:
             reached = stopper.reached()
             if reached is not None:
@@ -430,8 +487,9 @@ def stage1(ctx: UnlearnContext, p: PiuFrParams) -> int:
             metrics["early_stopped_at_step"] = taken
         if gate is not None:
             metrics.update(gate.summary())
-        if levels is not None:
-            metrics.update(levels.summary())
+        if targets is not None:
+            metrics.update(targets.summary())
+            ctx.notes["guide"] = targets.summary()
         return metrics
 
     with trainable_only(model, TRAIN_LAYERS[p.train_layers]) as params:
