@@ -3,6 +3,7 @@ offline LiRA verdicts separate a model that remembers people from one that
 never saw them; the calibration holds its false-positive rate."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -340,6 +341,9 @@ def test_guided_piu_fr_aims_each_person_at_their_level_and_says_so(tiny_bench, p
     guided = wb.run_method("piu-fr", original, splits, 0, {"epochs": 2}, guide=guide)
     assert guided.notes["guide"]["guide_pool_seed"] == guide.seed
     assert guided.notes["guide"]["guide_people"] == len(splits.forget_identities)
+    assert math.isfinite(guided.notes["guide"]["guide_mean_distance"])  # measured on the model, as steered
+    unsteered = wb.run_method("piu-fr", original, splits, 0, {"epochs": 2, "guide_feedback": 0.0}, guide=guide)
+    assert not torch.equal(guided.model.fc.weight, unsteered.model.fc.weight)
     plain = wb.run_method("piu-fr", original, splits, 0, {"epochs": 2})
     assert plain.notes == {}
     assert not torch.equal(guided.model.fc.weight, plain.model.fc.weight)
