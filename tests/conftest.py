@@ -74,7 +74,7 @@ def piu_cli():
     """Run the real CLI in a subprocess: (args, cwd) -> CompletedProcess."""
     import subprocess
 
-    def run(*args, cwd=None, timeout=600, env=None):
+    def run(*args, cwd=None, timeout=1800, env=None):  # a hang guard: a loaded machine is slow
         return subprocess.run(
             [sys.executable, "-m", "piu_engine.cli", *map(str, args)],
             cwd=cwd,

@@ -4,7 +4,13 @@ JSON and CSV in the documented shape."""
 import csv
 import json
 
+import pytest
+
 from conftest import write_config
+
+# Real training in a subprocess: minutes on an idle 2-core machine, several times that on a
+# loaded one. The limits are hang guards, never speed targets.
+pytestmark = pytest.mark.timeout(2400)
 
 ROW_KEYS = {
     "method",

@@ -5,12 +5,16 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT, write_config
+
+pytestmark = pytest.mark.timeout(2400)  # hang guards for real training: a loaded machine is slow
 
 
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / name), *args], capture_output=True, text=True, timeout=600, cwd=ROOT
+        [sys.executable, str(ROOT / "benchmarks" / name), *args], capture_output=True, text=True, timeout=1800, cwd=ROOT
     )
 
 
