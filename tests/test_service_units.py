@@ -17,7 +17,7 @@ from piu_engine.service import gate
 from piu_engine.service.manifest import ManifestError, check_manifest, derive_request_id, load_manifest
 from piu_engine.service.settings import GateConfig
 from piu_engine.service.spool import Spool
-from piu_engine.service.state import StateReader, StateStore
+from piu_engine.service.state import StateMissing, StateReader, StateStore
 
 IDS = [f"person-{i:04d}" for i in range(24)]
 
@@ -323,6 +323,25 @@ def test_state_store_and_read_only_reader(tmp_path, cfg):
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             r.conn.execute("DELETE FROM jobs")  # read-only
     store.close()
+
+
+def test_reader_during_the_daemons_start_up_reads_as_no_state_yet(tmp_path):
+    """The TUI or a CLI opening the state while a daemon is creating it (the file is there,
+    its tables not yet) is told the state is not there yet, never a raw SQLite error."""
+    empty = tmp_path / "empty" / "state.db"
+    empty.parent.mkdir()
+    empty.touch()  # created, nothing written
+    with pytest.raises(StateMissing, match="still being created"):
+        StateReader(empty)
+    db = tmp_path / "wal" / "state.db"
+    db.parent.mkdir()
+    writer = sqlite3.connect(db)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE other (x)")  # the writer is mid-way: a -wal, no meta table
+    assert db.with_name("state.db-wal").exists()
+    with pytest.raises(StateMissing, match="still being created"):
+        StateReader(db)
+    writer.close()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork") or os.geteuid() != 0, reason="acting as another user needs root")

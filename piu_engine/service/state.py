@@ -543,17 +543,31 @@ class StateReader(_Queries):
             raise StateMissing(f"no service state at {self.path} yet (run `piu daemon` or `piu batch` once)")
         self.conn = self._connect("mode=ro")
         try:
-            self.conn.execute("SELECT 1 FROM meta LIMIT 1")
+            self._check_schema()
         except sqlite3.OperationalError:
             # A WAL database whose writer closed cleanly has no -wal/-shm files, and
             # a reader who may not create them (a group member: the folder is 0750)
             # cannot open it read-only. With no -wal there is nothing but the main
             # file to read, so read it as immutable; the next open (the TUI opens
             # once a second) is a normal one again once a writer has started.
+            self.conn.close()
             if self._wal_path().exists():
                 raise
-            self.conn.close()
             self.conn = self._connect("mode=ro&immutable=1")
+            try:
+                self._check_schema()
+            except BaseException:
+                self.conn.close()
+                raise
+
+    def _check_schema(self) -> None:
+        """Raise :class:`StateMissing` while a daemon starting up has the file but no tables yet."""
+        try:
+            self.conn.execute("SELECT 1 FROM meta LIMIT 1")
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            raise StateMissing(f"the service state at {self.path} is still being created") from exc
 
     def _connect(self, params: str) -> sqlite3.Connection:
         conn = sqlite3.connect(f"file:{self.path}?{params}", uri=True, timeout=10.0)
