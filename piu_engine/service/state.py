@@ -541,33 +541,30 @@ class StateReader(_Queries):
         self.path = Path(path)
         if not self.path.exists():
             raise StateMissing(f"no service state at {self.path} yet (run `piu daemon` or `piu batch` once)")
-        self.conn = self._connect("mode=ro")
         try:
-            self._check_schema()
+            self.conn = self._open_checked("mode=ro")
         except sqlite3.OperationalError:
             # A WAL database whose writer closed cleanly has no -wal/-shm files, and
             # a reader who may not create them (a group member: the folder is 0750)
             # cannot open it read-only. With no -wal there is nothing but the main
             # file to read, so read it as immutable; the next open (the TUI opens
             # once a second) is a normal one again once a writer has started.
-            self.conn.close()
             if self._wal_path().exists():
                 raise
-            self.conn = self._connect("mode=ro&immutable=1")
-            try:
-                self._check_schema()
-            except BaseException:
-                self.conn.close()
-                raise
+            self.conn = self._open_checked("mode=ro&immutable=1")
 
-    def _check_schema(self) -> None:
-        """Raise :class:`StateMissing` while a daemon starting up has the file but no tables yet."""
+    def _open_checked(self, params: str) -> sqlite3.Connection:
+        """A connection that can read the tables; :class:`StateMissing` while a daemon
+        starting up has the file but no tables yet. Closed again on any failure."""
+        conn = self._connect(params)
         try:
-            self.conn.execute("SELECT 1 FROM meta LIMIT 1")
-        except sqlite3.OperationalError as exc:
-            if "no such table" not in str(exc):
-                raise
-            raise StateMissing(f"the service state at {self.path} is still being created") from exc
+            conn.execute("SELECT 1 FROM meta LIMIT 1")
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc):
+                raise StateMissing(f"the service state at {self.path} is still being created") from exc
+            raise
+        return conn
 
     def _connect(self, params: str) -> sqlite3.Connection:
         conn = sqlite3.connect(f"file:{self.path}?{params}", uri=True, timeout=10.0)
